@@ -1,0 +1,1 @@
+"""raydq.cluster"""
