@@ -1,0 +1,259 @@
+"""The linear head of ARCHITECTURE §3: dropout → BatchNorm1d(affine=False) → Linear, trained fresh each round.
+
+An estimator on scikit-learn's contract: the constructor stores its arguments, ``fit`` validates and learns, learned
+state ends in ``_``. Randomness (weight init, dropout masks) comes only from ``random_state`` through a private
+``torch.Generator``, so two fits with the same seed give the same head and no global RNG is touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+_BN_EPS = 1e-5
+_FORMAT = "raydq.LinearHead/1"
+
+
+def _torch_generator(random_state: Any) -> torch.Generator:
+    """One torch generator from ``random_state`` (None, int or numpy Generator)."""
+    if isinstance(random_state, np.random.Generator):
+        seed = int(random_state.integers(2**63 - 1))
+    elif random_state is None:
+        seed = int(np.random.default_rng().integers(2**63 - 1))
+    else:
+        seed = int(random_state)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+class LinearHead:
+    """Linear probe on frozen embeddings, with the paper's input dropout and non-affine BatchNorm.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of classes; labels are ``0 .. n_classes - 1`` (classes absent from the labeled set are fine).
+    dropout : float, default=0.75
+        Dropout rate on the input features while training.
+    lr, weight_decay : float, default=1e-2
+        AdamW settings.
+    max_epochs : int, default=400
+        Upper bound on full-batch epochs.
+    patience : int, default=20
+        Stop when the training cross-entropy has not improved by ``min_delta`` for this many epochs.
+    min_delta : float, default=1e-3
+        Smallest decrease of the training loss that counts as an improvement.
+    random_state : None, int or numpy Generator
+        Seeds weight init and dropout masks.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    n_epochs_ : int
+        Epochs actually run (fewer than ``max_epochs`` when early stopping fired).
+    running_mean_, running_var_ : ndarray of shape (n_features_in_,)
+        BatchNorm statistics used at inference.
+    coef_ : ndarray of shape (n_classes, n_features_in_), intercept_ : ndarray of shape (n_classes,)
+        The Linear layer (applied to the BatchNorm output).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.r_[np.zeros((5, 4)), np.ones((5, 4))].astype(np.float32); y = np.r_[[0] * 5, [1] * 5]
+    >>> LinearHead(2, random_state=0).fit(X, y).predict(X).tolist() == y.tolist()
+    True
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        *,
+        dropout: float = 0.75,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-2,
+        max_epochs: int = 400,
+        patience: int = 20,
+        min_delta: float = 1e-3,
+        random_state: Any = None,
+    ) -> None:
+        self.n_classes = n_classes
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.min_delta = min_delta
+        self.random_state = random_state
+
+    # -- scikit-learn plumbing -------------------------------------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {
+            "n_classes": self.n_classes,
+            "dropout": self.dropout,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "max_epochs": self.max_epochs,
+            "patience": self.patience,
+            "min_delta": self.min_delta,
+            "random_state": self.random_state,
+        }
+
+    def set_params(self, **params: Any) -> LinearHead:
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for LinearHead; valid: {sorted(valid)}")
+            setattr(self, name, value)
+        return self
+
+    def _validate_params(self) -> None:
+        if not isinstance(self.n_classes, int | np.integer) or self.n_classes < 1:
+            raise ValueError(f"n_classes must be a positive integer, got {self.n_classes!r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if float(self.lr) <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if float(self.weight_decay) < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not isinstance(self.max_epochs, int | np.integer) or self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
+        if not isinstance(self.patience, int | np.integer) or self.patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
+        if float(self.min_delta) < 0:
+            raise ValueError(f"min_delta must be >= 0, got {self.min_delta!r}")
+
+    # -- training --------------------------------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LinearHead:
+        """Train a fresh head on ``(X, y)`` with full-batch AdamW and early stopping on the training loss."""
+        self._validate_params()
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        y = np.asarray(y)
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise ValueError(f"X must be a non-empty 2-D array, got shape {X.shape}")
+        if y.shape != (X.shape[0],):
+            raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= self.n_classes:
+            raise ValueError(f"y must hold integer labels in [0, {self.n_classes}), got {np.unique(y)[:10]}")
+        g = _torch_generator(self.random_state)
+        n, d = X.shape
+        bn = nn.BatchNorm1d(d, affine=False, eps=_BN_EPS)
+        bound = 1.0 / np.sqrt(d)  # torch's Linear init, from our generator (nn.Linear uses the global one)
+        weight = torch.empty(self.n_classes, d).uniform_(-bound, bound, generator=g).requires_grad_()
+        bias = torch.empty(self.n_classes).uniform_(-bound, bound, generator=g).requires_grad_()
+        opt = torch.optim.AdamW([weight, bias], lr=float(self.lr), weight_decay=float(self.weight_decay))
+        xt = torch.from_numpy(X)
+        yt = torch.from_numpy(y.astype(np.int64))
+        p = float(self.dropout)
+        # BatchNorm cannot take batch statistics of one row; a single example trains against identity statistics.
+        bn.train(n > 1)
+        best, wait, epoch = np.inf, 0, 0
+        for epoch in range(1, int(self.max_epochs) + 1):  # noqa: B007 (epoch is read after the loop)
+            if p > 0:
+                keep = torch.rand(xt.shape, generator=g) >= p
+                xin = xt * keep / (1.0 - p)
+            else:
+                xin = xt
+            loss = nn.functional.cross_entropy(nn.functional.linear(bn(xin), weight, bias), yt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            value = float(loss.detach())
+            if value < best - float(self.min_delta):
+                best, wait = value, 0
+            else:
+                wait += 1
+                if wait >= self.patience:
+                    break
+        self.n_features_in_ = d
+        self.n_epochs_ = epoch
+        self.running_mean_ = bn.running_mean.detach().numpy().astype(np.float32)
+        self.running_var_ = bn.running_var.detach().numpy().astype(np.float32)
+        self.coef_ = weight.detach().numpy().astype(np.float32).copy()
+        self.intercept_ = bias.detach().numpy().astype(np.float32).copy()
+        return self
+
+    # -- inference -------------------------------------------------------------------------------------------------
+    def _check_fitted(self, X: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "coef_"):
+            raise ValueError("this LinearHead is not fitted yet; call fit(X, y) first")
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must have shape (n, {self.n_features_in_}), got {X.shape}")
+        return X
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """The eval-mode BatchNorm output: the standardised embedding used for clustering."""
+        X = self._check_fitted(X)
+        return ((X - self.running_mean_) / np.sqrt(self.running_var_ + _BN_EPS)).astype(np.float32, copy=False)
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, b)`` with ``logits = X @ W + b``: eval-mode BatchNorm and Linear folded into one map.
+
+        ``W`` has shape (n_features_in_, n_classes), ``b`` shape (n_classes,), both float32. Dropout passes then
+        cost one matmul each.
+        """
+        self._check_fitted(np.zeros((0, self.n_features_in_), dtype=np.float32))
+        inv = 1.0 / np.sqrt(self.running_var_.astype(np.float64) + _BN_EPS)
+        W = (self.coef_.astype(np.float64) * inv).T
+        b = self.intercept_.astype(np.float64) - W.T @ self.running_mean_.astype(np.float64)
+        return np.ascontiguousarray(W, dtype=np.float32), b.astype(np.float32)
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Logits of shape (n_samples, n_classes)."""
+        X = self._check_fitted(X)
+        W, b = self.affine()
+        return X @ W + b
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        logits = self.decision_function(X)
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        return logits
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.decision_function(X).argmax(axis=1)
+
+    # -- shipping between actors / over HTTP -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable parameters and learned state (float32 values round-trip exactly)."""
+        d: dict[str, Any] = {"format": _FORMAT, "params": self.get_params()}
+        rs = d["params"]["random_state"]
+        if rs is not None and not isinstance(rs, int | np.integer):
+            d["params"]["random_state"] = None  # a Generator does not travel; the learned state does
+        elif rs is not None:
+            d["params"]["random_state"] = int(rs)
+        if hasattr(self, "coef_"):
+            d["state"] = {
+                "n_features_in": int(self.n_features_in_),
+                "n_epochs": int(self.n_epochs_),
+                "running_mean": self.running_mean_.tolist(),
+                "running_var": self.running_var_.tolist(),
+                "coef": self.coef_.tolist(),
+                "intercept": self.intercept_.tolist(),
+            }
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LinearHead:
+        """Rebuild a head written by ``to_dict``."""
+        if not isinstance(d, dict) or d.get("format") != _FORMAT:
+            raise ValueError(f"not a serialised LinearHead (expected format {_FORMAT!r})")
+        params = dict(d["params"])
+        head = cls(params.pop("n_classes"), **params)
+        state = d.get("state")
+        if state is not None:
+            head.n_features_in_ = int(state["n_features_in"])
+            head.n_epochs_ = int(state["n_epochs"])
+            head.running_mean_ = np.asarray(state["running_mean"], dtype=np.float32)
+            head.running_var_ = np.asarray(state["running_var"], dtype=np.float32)
+            head.coef_ = np.asarray(state["coef"], dtype=np.float32).reshape(head.n_classes, head.n_features_in_)
+            head.intercept_ = np.asarray(state["intercept"], dtype=np.float32)
+        return head
+
+    def __repr__(self) -> str:
+        return f"LinearHead(n_classes={self.n_classes}, dropout={self.dropout}, random_state={self.random_state})"

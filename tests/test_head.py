@@ -1,0 +1,116 @@
+"""The linear head: early stopping, determinism, the folded affine map, and shipping as JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from raydq.head import LinearHead
+
+
+def _blobs(n_per=30, d=16, c=3, sep=6.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(c, d)) * sep
+    X = np.concatenate([centers[k] + rng.normal(size=(n_per, d)) for k in range(c)]).astype(np.float32)
+    y = np.repeat(np.arange(c), n_per)
+    return X, y
+
+
+def test_early_stopping_fires_before_max_epochs_on_separable_data():
+    X, y = _blobs()
+    head = LinearHead(3, max_epochs=400, random_state=0).fit(X, y)
+    assert 1 <= head.n_epochs_ < 400
+    assert (head.predict(X) == y).mean() > 0.95
+
+
+def test_patience_bounds_the_run_after_the_last_improvement():
+    X, y = _blobs()
+    short = LinearHead(3, patience=2, random_state=0).fit(X, y)
+    long = LinearHead(3, patience=50, random_state=0).fit(X, y)
+    assert short.n_epochs_ < long.n_epochs_
+
+
+def test_deterministic_under_a_seed_and_different_across_seeds():
+    X, y = _blobs()
+    a = LinearHead(3, random_state=7).fit(X, y)
+    b = LinearHead(3, random_state=7).fit(X, y)
+    c = LinearHead(3, random_state=8).fit(X, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert a.n_epochs_ == b.n_epochs_
+    assert not np.array_equal(a.coef_, c.coef_)
+
+
+def test_fit_leaves_the_global_torch_rng_alone():
+    X, y = _blobs()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    LinearHead(3, random_state=0).fit(X, y)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_affine_map_equals_batchnorm_then_linear():
+    X, y = _blobs()
+    head = LinearHead(3, random_state=0).fit(X, y)
+    W, b = head.affine()
+    assert W.shape == (X.shape[1], 3) and b.shape == (3,)
+    expected = head.transform(X) @ head.coef_.T + head.intercept_
+    np.testing.assert_allclose(X @ W + b, expected, rtol=1e-4, atol=1e-4)
+    z = head.transform(X)
+    np.testing.assert_allclose(z, (X - head.running_mean_) / np.sqrt(head.running_var_ + 1e-5), rtol=1e-5)
+
+
+def test_predict_proba_rows_sum_to_one_and_absent_classes_are_fine():
+    X, y = _blobs(c=2)
+    head = LinearHead(5, random_state=0).fit(X, y)  # classes 2..4 never seen
+    P = head.predict_proba(X)
+    assert P.shape == (len(X), 5)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-5)
+    assert set(np.unique(head.predict(X))) <= {0, 1}
+
+
+def test_single_example_trains():
+    head = LinearHead(2, random_state=0).fit(np.ones((1, 4), np.float32), np.array([1]))
+    assert head.predict(np.ones((1, 4), np.float32))[0] == 1
+
+
+def test_round_trip_through_json():
+    X, y = _blobs()
+    head = LinearHead(3, dropout=0.5, random_state=3).fit(X, y)
+    again = LinearHead.from_dict(json.loads(json.dumps(head.to_dict())))
+    assert again.get_params() == head.get_params()
+    assert again.n_epochs_ == head.n_epochs_
+    np.testing.assert_array_equal(again.predict_proba(X), head.predict_proba(X))
+    unfitted = LinearHead.from_dict(LinearHead(4).to_dict())
+    assert unfitted.n_classes == 4 and not hasattr(unfitted, "coef_")
+
+
+def test_constructor_stores_only_and_sklearn_clone_works():
+    from sklearn.base import clone
+
+    head = LinearHead(3, dropout=0.5, random_state=1)
+    assert not hasattr(head, "coef_")
+    copy = clone(head)
+    assert copy.get_params() == head.get_params()
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"dropout": 1.0}, "dropout"), ({"max_epochs": 0}, "max_epochs"), ({"patience": 0}, "patience")],
+)
+def test_bad_parameters_fail_in_fit_naming_the_field(params, field):
+    X, y = _blobs()
+    with pytest.raises(ValueError, match=field):
+        LinearHead(3, **params).fit(X, y)
+
+
+def test_bad_labels_and_unfitted_use_raise():
+    X, y = _blobs()
+    with pytest.raises(ValueError, match="y must"):
+        LinearHead(2).fit(X, y)  # label 2 outside [0, 2)
+    with pytest.raises(ValueError, match="not fitted"):
+        LinearHead(3).predict(X)
