@@ -41,8 +41,9 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
     centers[0] = x[first]
     closest = np.maximum(sq - 2.0 * (x @ x[first]) + sq[first], 0.0)
     for j in range(1, k):
-        total = float(closest.sum())
-        nxt = int(rng.integers(n)) if total <= 0 else int(rng.choice(n, p=closest.astype(np.float64) / total))
+        weights = closest.astype(np.float64)
+        total = weights.sum()
+        nxt = int(rng.integers(n)) if total <= 0 else int(rng.choice(n, p=weights / total))
         centers[j] = x[nxt]
         closest = np.minimum(closest, np.maximum(sq - 2.0 * (x @ x[nxt]) + sq[nxt], 0.0))
     return centers
