@@ -1,0 +1,660 @@
+"""Offline checks of the KubeRay deployment: k8s/*.yaml, the Dockerfile and what they point at in the repository.
+
+No cluster runs here, so every check reads files: the manifests against the project's schema of the KubeRay fields it
+uses (k8s/schema/) and the pod templates against the Kubernetes schema (kubernetes-validate, which ships its schemas),
+the Serve config against Ray's own ServeDeploySchema, and cross-checks between the manifests, the Dockerfile,
+pyproject.toml, serve_configs/cluster.yaml, jobs/embed.py and k8s/README.md.
+
+Each check takes a `Project` (the files, parsed, in memory) and raises `ManifestError` listing every problem it found.
+Checks never write, so tests plant mistakes in a `Project.copy()` and expect the matching check to fail.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import re
+import shlex
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[2]
+RAY_KINDS = ("RayCluster", "RayService", "RayJob")
+# The Kubernetes versions the pod templates must be valid for: the oldest we support and the newest schema shipped.
+K8S_VERSIONS = ("1.30", "latest")
+# Environment variables the Serve app reads for its secrets, and where they must come from.
+SECRET_ENV = ("RAYDQ_DATABASE_URL", "RAYDQ_API_TOKEN")
+OBJECT_STORE_SCHEMES = ("s3://", "gs://", "abfs://", "abfss://")
+SECRET_LIKE = re.compile(r"TOKEN|PASSWORD|SECRET|DATABASE_URL|ACCESS_KEY", re.IGNORECASE)
+
+
+class ManifestError(ValueError):
+    """A deployment file is wrong; the message names the file and the field."""
+
+
+@dataclass
+class Project:
+    """The deployment files of a checkout, parsed once; checks read it, planted mistakes edit a copy."""
+
+    root: Path
+    manifest_texts: dict[str, str]
+    docs: dict[str, list[dict[str, Any]]]
+    dockerfile: str
+    pyproject: dict[str, Any]
+    serve_config: dict[str, Any] | None
+    readme: str
+    schema: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def load(cls, root: Path = ROOT) -> Project:
+        texts = {p.name: p.read_text() for p in sorted((root / "k8s").glob("*.yaml"))}
+        serve_path = root / "serve_configs" / "cluster.yaml"
+        readme = root / "k8s" / "README.md"
+        return cls(
+            root=root,
+            manifest_texts=texts,
+            docs={name: _load_all(name, text) for name, text in texts.items()},
+            dockerfile=(root / "Dockerfile").read_text(),
+            pyproject=tomllib.loads((root / "pyproject.toml").read_text()),
+            serve_config=yaml.safe_load(serve_path.read_text()) if serve_path.exists() else None,
+            readme=readme.read_text() if readme.exists() else "",
+            schema=json.loads((root / "k8s" / "schema" / "kuberay-v1.schema.json").read_text()),
+        )
+
+    def copy(self) -> Project:
+        return copy.deepcopy(self)
+
+    def resources(self, kind: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(file name, document) for each Ray custom resource, or only those of `kind`."""
+        for name, docs in self.docs.items():
+            for doc in docs:
+                if doc.get("kind") in RAY_KINDS and (kind is None or doc["kind"] == kind):
+                    yield name, doc
+
+    def one(self, kind: str) -> dict[str, Any]:
+        found = [doc for _, doc in self.resources(kind)]
+        if len(found) != 1:
+            raise ManifestError(f"k8s/: expected exactly one {kind}, found {len(found)}")
+        return found[0]
+
+
+def _load_all(name: str, text: str) -> list[dict[str, Any]]:
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        raise ManifestError(f"k8s/{name}: not valid YAML: {e}") from e
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            raise ManifestError(f"k8s/{name}: document {i} is a {type(doc).__name__}, not a mapping")
+    return docs
+
+
+def _raise(problems: list[str]) -> None:
+    if problems:
+        raise ManifestError("\n".join(problems))
+
+
+def _where(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "<root>"
+
+
+CLUSTER_SPEC_KEY = {"RayCluster": None, "RayService": "rayClusterConfig", "RayJob": "rayClusterSpec"}
+
+
+def cluster_spec(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(path, RayClusterSpec) of a Ray resource: its spec, or the spec it embeds."""
+    key = CLUSTER_SPEC_KEY[doc["kind"]]
+    spec = doc.get("spec", {})
+    return ("spec", spec) if key is None else (f"spec.{key}", spec.get(key) or {})
+
+
+def pod_templates(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, PodTemplateSpec) of every pod a Ray resource makes: head, each worker group, a job submitter."""
+    where, spec = cluster_spec(doc)
+    head = spec.get("headGroupSpec", {})
+    if "template" in head:
+        yield f"{where}.headGroupSpec.template", head["template"]
+    for i, group in enumerate(spec.get("workerGroupSpecs") or []):
+        if "template" in group:
+            yield f"{where}.workerGroupSpecs[{i}]({group.get('groupName')}).template", group["template"]
+    if doc["kind"] == "RayJob" and "submitterPodTemplate" in doc["spec"]:
+        yield "spec.submitterPodTemplate", doc["spec"]["submitterPodTemplate"]
+
+
+def containers(template: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    spec = template.get("spec") or {}
+    yield from spec.get("initContainers") or []
+    yield from spec.get("containers") or []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The checks
+
+
+def check_parses(project: Project) -> None:
+    """Every k8s/*.yaml parses, and each document names its apiVersion, kind and metadata.name."""
+    problems = []
+    if not project.manifest_texts:
+        problems.append("k8s/: no *.yaml manifests")
+    for name, text in project.manifest_texts.items():
+        try:
+            docs = _load_all(name, text)
+        except ManifestError as e:
+            problems.append(str(e))
+            continue
+        if not docs:
+            problems.append(f"k8s/{name}: no documents")
+        for i, doc in enumerate(docs):
+            missing = [k for k in ("apiVersion", "kind") if not doc.get(k)]
+            if not (doc.get("metadata") or {}).get("name"):
+                missing.append("metadata.name")
+            if missing:
+                problems.append(f"k8s/{name}: document {i} lacks {', '.join(missing)}")
+    kinds = {doc.get("kind") for docs in project.docs.values() for doc in docs}
+    problems += [f"k8s/: no {kind} manifest" for kind in RAY_KINDS if kind not in kinds]
+    _raise(problems)
+
+
+def check_crd_schema(project: Project) -> None:
+    """Each Ray custom resource matches k8s/schema/kuberay-v1.schema.json (unknown fields are errors)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(project.schema)
+    problems = []
+    for name, doc in project.resources():
+        for error in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+            problems.append(f"k8s/{name}: {doc['kind']} {_where(error.absolute_path)}: {error.message}")
+    _raise(problems)
+
+
+def check_pod_templates(project: Project) -> None:
+    """Each embedded pod template is a valid PodTemplateSpec for Kubernetes (strict: no unknown fields)."""
+    import kubernetes_validate
+
+    versions = [kubernetes_validate.latest_version() if v == "latest" else v for v in K8S_VERSIONS]
+    problems = []
+    for name, doc in project.resources():
+        for where, template in pod_templates(doc):
+            wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template}
+            for version in versions:
+                try:
+                    kubernetes_validate.validate(wrapped, version, strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    inner = _where(list(e.path)[1:])  # drop the wrapper's "template"
+                    problems.append(f"k8s/{name}: {where}.{inner}: {e.message} (Kubernetes {e.version})")
+                    break
+    _raise(problems)
+
+
+def serve_config_v2(name: str, doc: dict[str, Any]) -> dict[str, Any]:
+    text = (doc.get("spec") or {}).get("serveConfigV2")
+    if not isinstance(text, str):
+        raise ManifestError(f"k8s/{name}: spec.serveConfigV2 must be a YAML string")
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ManifestError(f"k8s/{name}: spec.serveConfigV2 is not valid YAML: {e}") from e
+    if not isinstance(parsed, dict):
+        raise ManifestError(f"k8s/{name}: spec.serveConfigV2 is not a mapping")
+    return parsed
+
+
+def check_serve_schema(project: Project) -> None:
+    """serveConfigV2 is a valid Serve config for Ray's own ServeDeploySchema."""
+    from ray.serve.schema import ServeDeploySchema
+
+    problems = []
+    for name, doc in project.resources("RayService"):
+        try:
+            ServeDeploySchema.model_validate(serve_config_v2(name, doc))
+        except ManifestError as e:
+            problems.append(str(e))
+        except ValueError as e:  # pydantic.ValidationError
+            problems.append(f"k8s/{name}: spec.serveConfigV2 rejected by ServeDeploySchema: {e}")
+    _raise(problems)
+
+
+def check_serve_matches_config(project: Project) -> None:
+    """serveConfigV2 deploys the applications of serve_configs/cluster.yaml, compared as parsed structures."""
+    if project.serve_config is None:
+        raise ManifestError("serve_configs/cluster.yaml is missing: serveConfigV2 has nothing to match")
+    expected = project.serve_config.get("applications")
+    problems = []
+    for name, doc in project.resources("RayService"):
+        got = serve_config_v2(name, doc).get("applications")
+        if got != expected:
+            problems.append(
+                f"k8s/{name}: spec.serveConfigV2.applications differs from serve_configs/cluster.yaml at "
+                f"{_first_difference(got, expected)}"
+            )
+    _raise(problems)
+
+
+def _first_difference(a: Any, b: Any, path: str = "applications") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if a.get(key, _MISSING) != b.get(key, _MISSING):
+                return _first_difference(a.get(key, _MISSING), b.get(key, _MISSING), f"{path}.{key}")
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return _first_difference(x, y, f"{path}[{i}]")
+    return f"{path} ({_short(a)} != {_short(b)})"
+
+
+_MISSING = "<missing>"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def dockerfile_from(dockerfile: str) -> str:
+    """The image of the (last) FROM line, with ARG defaults declared before it substituted."""
+    args: dict[str, str] = {}
+    image = None
+    for line in _dockerfile_instructions(dockerfile):
+        word, _, rest = line.partition(" ")
+        if word.upper() == "ARG" and image is None:
+            key, _, default = rest.strip().partition("=")
+            args[key] = default.strip().strip('"')
+        elif word.upper() == "FROM":
+            tokens = [t for t in rest.split() if not t.startswith("--")]
+            image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m[1] or m[2], m[0]), tokens[0])
+    if image is None:
+        raise ManifestError("Dockerfile: no FROM line")
+    return image
+
+
+def _dockerfile_instructions(text: str) -> list[str]:
+    """Instructions with line continuations joined and comments dropped."""
+    out, pending = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        out.append(pending + line)
+        pending = ""
+    if pending:
+        out.append(pending)
+    return out
+
+
+RAY_IMAGE = re.compile(r"^(?:docker\.io/)?rayproject/ray(?:-ml)?:(?P<version>\d+\.\d+\.\d+)(?:-(?P<variant>[\w.-]+))?$")
+
+
+def check_versions(project: Project) -> None:
+    """rayVersion of every cluster = the Ray version of the Dockerfile's base image = the `ray` pin in pyproject."""
+    problems = []
+    image = dockerfile_from(project.dockerfile)
+    m = RAY_IMAGE.match(image)
+    if not m:
+        raise ManifestError(f"Dockerfile: FROM {image} is not Ray's image rayproject/ray:<version>[-variant]")
+    image_version = m["version"]
+    pins = [Requirement(r) for r in project.pyproject["project"]["dependencies"]]
+    ray_pins = [r for r in pins if r.name == "ray"]
+    if len(ray_pins) != 1:
+        raise ManifestError(f"pyproject.toml: expected one `ray` dependency, found {len(ray_pins)}")
+    pin = ray_pins[0].specifier
+    if Version(image_version) not in pin:
+        problems.append(f"Dockerfile: base image Ray {image_version} does not satisfy pyproject.toml ray{pin}")
+    python_tag = re.search(r"py(\d)(\d+)", m["variant"] or "")
+    requires = SpecifierSet(project.pyproject["project"].get("requires-python", ""))
+    if python_tag and Version(f"{python_tag[1]}.{python_tag[2]}") not in requires:
+        problems.append(f"Dockerfile: base image Python {python_tag[0]} outside requires-python {requires}")
+    for name, doc in project.resources():
+        where, spec = cluster_spec(doc)
+        version = spec.get("rayVersion")
+        if version != image_version:
+            problems.append(f"k8s/{name}: {where}.rayVersion {version!r} != Dockerfile's Ray {image_version}")
+        elif Version(version) not in pin:
+            problems.append(f"k8s/{name}: {where}.rayVersion {version} does not satisfy pyproject.toml ray{pin}")
+    _raise(problems)
+
+
+def dockerfile_workdir(dockerfile: str) -> str | None:
+    workdir = None
+    for line in _dockerfile_instructions(dockerfile):
+        word, _, rest = line.partition(" ")
+        if word.upper() == "WORKDIR":
+            workdir = rest.strip()
+    return workdir
+
+
+def _copied_sources(dockerfile: str) -> set[str]:
+    sources: set[str] = set()
+    for line in _dockerfile_instructions(dockerfile):
+        word, _, rest = line.partition(" ")
+        if word.upper() in ("COPY", "ADD"):
+            tokens = [t for t in shlex.split(rest) if not t.startswith("--")]
+            sources.update(t.rstrip("/") for t in tokens[:-1])
+    return sources
+
+
+def check_dockerfile(project: Project) -> None:
+    """The image installs raydq with pip and carries the job scripts and Serve configs the manifests use."""
+    problems = []
+    runs = [line for line in _dockerfile_instructions(project.dockerfile) if line.upper().startswith("RUN ")]
+    install = re.compile(r"pip3?\s+install\b[^&;|]*?(?:\s|[\"'])(?:\.|\.\[[\w,]+\]|\.\$\{?\w+\}?|raydq\S*)(?=[\"'\s]|$)")
+    if not any(install.search(line) for line in runs):
+        problems.append("Dockerfile: no `RUN pip install .` (or `pip install raydq`) step installs raydq")
+    copied = _copied_sources(project.dockerfile)
+    for needed in ("pyproject.toml", "raydq", "jobs", "serve_configs"):
+        if needed not in copied and "." not in copied:
+            problems.append(f"Dockerfile: {needed} is not copied into the image")
+    if not dockerfile_workdir(project.dockerfile):
+        problems.append("Dockerfile: no WORKDIR, so the image's path of jobs/embed.py is undefined")
+    _raise(problems)
+
+
+def module_defines(root: Path, import_path: str) -> str | None:
+    """None if `module:attr` (or `module.attr`) names a top-level definition in a repository file, else why not.
+
+    Reads the source with `ast` instead of importing it, so the check needs no torch, no Ray and no GPU."""
+    module, sep, attr = import_path.partition(":")
+    if not sep:
+        module, _, attr = import_path.rpartition(".")
+    base = root.joinpath(*module.split("."))
+    path = next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+    if path is None:
+        return f"module {module} has no file {base.relative_to(root)}.py in the repository"
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    if attr not in names:
+        return f"{path.relative_to(root)} defines no top-level {attr!r}"
+    return None
+
+
+@dataclass
+class Command:
+    """A `python SCRIPT ARGS...` command line, split."""
+
+    script: str
+    flags: list[str]
+    values: dict[str, str]
+
+
+def parse_python_command(command: str) -> Command:
+    tokens = shlex.split(command)
+    if "--" in tokens:  # `ray job submit ... -- python ...`
+        tokens = tokens[tokens.index("--") + 1 :]
+    if not tokens or not re.fullmatch(r"python3?(\.\d+)?", Path(tokens[0]).name) or len(tokens) < 2:
+        raise ManifestError(f"entrypoint {command!r} is not `python SCRIPT ...`")
+    flags, values = [], {}
+    args = tokens[2:]
+    for i, token in enumerate(args):
+        if token.startswith("--"):
+            flag, eq, value = token.partition("=")
+            flags.append(flag)
+            if eq:
+                values[flag] = value
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                values[flag] = args[i + 1]
+    return Command(script=tokens[1], flags=flags, values=values)
+
+
+def script_in_repo(project: Project, script: str) -> Path:
+    """The repository file that `script` runs: a relative path, or an absolute one under the image's WORKDIR."""
+    workdir = dockerfile_workdir(project.dockerfile)
+    if script.startswith("/"):
+        if not workdir or not script.startswith(workdir.rstrip("/") + "/"):
+            raise ManifestError(f"{script} is outside the image's WORKDIR {workdir} where the repository is copied")
+        script = script[len(workdir.rstrip("/")) + 1 :]
+    return project.root / script
+
+
+def script_flags(path: Path) -> set[str]:
+    """The `--flags` a script declares: every string constant in its source that looks like one."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"--[\w-]+", node.value)
+    }
+
+
+def check_repo_references(project: Project) -> None:
+    """Every Serve import_path and job entrypoint names code that exists in the repository."""
+    problems = []
+    for name, doc in project.resources("RayService"):
+        try:
+            apps = serve_config_v2(name, doc).get("applications") or []
+        except ManifestError as e:
+            problems.append(str(e))
+            continue
+        for i, app in enumerate(apps):
+            why = module_defines(project.root, str(app.get("import_path", "")))
+            if why:
+                problems.append(f"k8s/{name}: serveConfigV2 applications[{i}].import_path: {why}")
+    for name, doc in project.resources("RayJob"):
+        try:
+            problems += [f"k8s/{name}: spec.entrypoint: {p}" for p in _entrypoint_problems(project, doc["spec"])]
+        except ManifestError as e:
+            problems.append(f"k8s/{name}: spec.entrypoint: {e}")
+    _raise(problems)
+
+
+def _entrypoint_problems(project: Project, spec: dict[str, Any]) -> list[str]:
+    command = parse_python_command(str(spec.get("entrypoint", "")))
+    path = script_in_repo(project, command.script)
+    if not path.is_file():
+        return [f"script {command.script} is not in the repository ({path.relative_to(project.root)} missing)"]
+    known = script_flags(path)
+    return [f"{path.relative_to(project.root)} has no option {flag}" for flag in command.flags if flag not in known]
+
+
+def _quantity(value: Any) -> str:
+    return str(value).strip()
+
+
+def check_gpu_resources(project: Project) -> None:
+    """GPUs (and any extended resource) have requests == limits; the head asks for none, a worker group for some."""
+    problems = []
+    for name, doc in project.resources():
+        where, spec = cluster_spec(doc)
+        gpu_groups = 0
+        for tpl_where, template in pod_templates(doc):
+            for c in containers(template):
+                res = c.get("resources") or {}
+                requests, limits = res.get("requests") or {}, res.get("limits") or {}
+                for key in sorted(set(requests) | set(limits)):
+                    if "/" not in key:  # cpu, memory, ephemeral-storage may be overcommitted
+                        continue
+                    if _quantity(requests.get(key)) != _quantity(limits.get(key)):
+                        problems.append(
+                            f"k8s/{name}: {tpl_where} container {c.get('name')}: {key} requests "
+                            f"{requests.get(key)!r} != limits {limits.get(key)!r}"
+                        )
+                if "nvidia.com/gpu" in limits:
+                    if "headGroupSpec" in tpl_where:
+                        problems.append(f"k8s/{name}: {tpl_where}: the head must be a CPU node, not ask for GPUs")
+                    elif "workerGroupSpecs" in tpl_where:
+                        gpu_groups += 1
+        if not gpu_groups:
+            problems.append(f"k8s/{name}: {where}: no worker group asks for nvidia.com/gpu")
+    _raise(problems)
+
+
+def check_replica_bounds(project: Project) -> None:
+    """0 <= minReplicas <= replicas <= maxReplicas in every worker group."""
+    problems = []
+    for name, doc in project.resources():
+        where, spec = cluster_spec(doc)
+        for i, group in enumerate(spec.get("workerGroupSpecs") or []):
+            lo, n, hi = (group.get(k) for k in ("minReplicas", "replicas", "maxReplicas"))
+            if not all(isinstance(x, int) for x in (lo, n, hi)) or not 0 <= lo <= n <= hi:
+                problems.append(
+                    f"k8s/{name}: {where}.workerGroupSpecs[{i}]({group.get('groupName')}): need "
+                    f"0 <= minReplicas <= replicas <= maxReplicas, got {lo}, {n}, {hi}"
+                )
+    _raise(problems)
+
+
+def check_autoscaling(project: Project) -> None:
+    """The autoscaler is on and the GPU worker group can grow."""
+    problems = []
+    for name, doc in project.resources():
+        where, spec = cluster_spec(doc)
+        if spec.get("enableInTreeAutoscaling") is not True:
+            problems.append(f"k8s/{name}: {where}.enableInTreeAutoscaling must be true")
+        for i, group in enumerate(spec.get("workerGroupSpecs") or []):
+            asks_gpu = any(
+                "nvidia.com/gpu" in ((c.get("resources") or {}).get("limits") or {})
+                for c in containers(group.get("template") or {})
+            )
+            if asks_gpu and not (group.get("maxReplicas", 0) > group.get("minReplicas", 0)):
+                problems.append(f"k8s/{name}: {where}.workerGroupSpecs[{i}]: GPU group cannot scale (max <= min)")
+    _raise(problems)
+
+
+def check_shared_cluster_spec(project: Project) -> None:
+    """The RayService and RayJob embed exactly the cluster spec of the standalone RayCluster."""
+    source = project.one("RayCluster").get("spec")
+    problems = []
+    for name, doc in project.resources():
+        if doc["kind"] == "RayCluster":
+            continue
+        where, spec = cluster_spec(doc)
+        if spec != source:
+            diff = _first_difference(spec, source, where)
+            problems.append(f"k8s/{name}: {where} drifted from the RayCluster's spec at {diff}")
+    _raise(problems)
+
+
+def check_secrets(project: Project) -> None:
+    """Every Ray container takes the PostgreSQL URL and API token from Secrets; no secret is written inline."""
+    problems = []
+    for name, doc in project.resources():
+        for where, template in pod_templates(doc):
+            if where == "spec.submitterPodTemplate":
+                continue
+            for c in (template.get("spec") or {}).get("containers") or []:
+                env = {e.get("name"): e for e in c.get("env") or []}
+                for var in SECRET_ENV:
+                    ref = ((env.get(var) or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+                    if not (ref.get("name") and ref.get("key")):
+                        problems.append(
+                            f"k8s/{name}: {where} container {c.get('name')}: env {var} must come from a Secret "
+                            "(valueFrom.secretKeyRef with name and key)"
+                        )
+                for var, entry in env.items():
+                    if "value" in entry and SECRET_LIKE.search(str(var)):
+                        problems.append(f"k8s/{name}: {where} container {c.get('name')}: env {var} is inline")
+    _raise(problems)
+
+
+def secret_names(project: Project) -> set[str]:
+    """Names of every Secret the manifests read (env, envFrom, authOptions)."""
+    names: set[str] = set()
+    for _, doc in project.resources():
+        names.add(((cluster_spec(doc)[1].get("authOptions") or {}).get("secretName")) or "")
+        for _, template in pod_templates(doc):
+            for c in containers(template):
+                for e in c.get("env") or []:
+                    names.add(((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") or "")
+                for e in c.get("envFrom") or []:
+                    names.add((e.get("secretRef") or {}).get("name") or "")
+    return names - {""}
+
+
+def check_object_storage(project: Project) -> None:
+    """The embed job reads images from and writes embeddings to object storage, where the Serve app reads them."""
+    problems = []
+    for name, doc in project.resources("RayJob"):
+        try:
+            command = parse_python_command(str(doc["spec"].get("entrypoint", "")))
+        except ManifestError as e:
+            problems.append(f"k8s/{name}: spec.entrypoint: {e}")
+            continue
+        output = command.values.get("--output", "")
+        if not output.startswith(OBJECT_STORE_SCHEMES):
+            problems.append(f"k8s/{name}: spec.entrypoint --output {output!r} is not an object-store URI")
+        serve_uris = _object_uris(project.serve_config or {})
+        if serve_uris and not any(_same_prefix(output, uri) for uri in serve_uris):
+            problems.append(
+                f"k8s/{name}: the embed job writes {output!r} but serve_configs/cluster.yaml reads {sorted(serve_uris)}"
+            )
+    _raise(problems)
+
+
+def _object_uris(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set().union(*(_object_uris(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_object_uris(v) for v in value)) if value else set()
+    return {value} if isinstance(value, str) and value.startswith(OBJECT_STORE_SCHEMES) else set()
+
+
+def _same_prefix(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
+def check_readme(project: Project) -> None:
+    """k8s/README.md applies every manifest, creates every Secret, and its commands name real services and files."""
+    readme = project.readme
+    problems = []
+    if not readme:
+        raise ManifestError("k8s/README.md is missing")
+    applied = set(re.findall(r"kubectl apply -f k8s/([\w.-]+\.yaml)", readme))
+    problems += [f"k8s/README.md: `kubectl apply -f k8s/{f}` names no file" for f in applied - set(project.docs)]
+    problems += [f"k8s/README.md: never applies k8s/{f}" for f in set(project.docs) - applied]
+    created = set(re.findall(r"kubectl create secret generic ([\w.-]+)", readme))
+    problems += [f"k8s/README.md: Secret {s} is used but never created" for s in sorted(secret_names(project) - created)]
+    services = set()
+    for _, doc in project.resources():
+        services.add(f"{doc['metadata']['name']}-head-svc")
+        if doc["kind"] == "RayService":
+            services.add(f"{doc['metadata']['name']}-serve-svc")
+    for svc in re.findall(r"kubectl port-forward (?:-n \S+ )?svc/([\w.-]+)", readme):
+        if svc not in services:
+            problems.append(f"k8s/README.md: port-forward to svc/{svc}, which KubeRay does not create here")
+    submits = re.findall(r"^ray job submit .*?$(?:\n(?:  |\t).*$)*", readme.replace("\\\n", " "), re.MULTILINE)
+    if not submits:
+        problems.append("k8s/README.md: no `ray job submit` command")
+    for command in submits:
+        try:
+            problems += [f"k8s/README.md: {p}" for p in _entrypoint_problems(project, {"entrypoint": command})]
+        except ManifestError as e:
+            problems.append(f"k8s/README.md: {e}")
+    _raise(problems)
+
+
+CHECKS: dict[str, Callable[[Project], None]] = {
+    "parses": check_parses,
+    "crd_schema": check_crd_schema,
+    "pod_templates": check_pod_templates,
+    "serve_schema": check_serve_schema,
+    "serve_matches_config": check_serve_matches_config,
+    "versions": check_versions,
+    "dockerfile": check_dockerfile,
+    "repo_references": check_repo_references,
+    "gpu_resources": check_gpu_resources,
+    "replica_bounds": check_replica_bounds,
+    "autoscaling": check_autoscaling,
+    "shared_cluster_spec": check_shared_cluster_spec,
+    "secrets": check_secrets,
+    "object_storage": check_object_storage,
+    "readme": check_readme,
+}
