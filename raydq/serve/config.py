@@ -1,0 +1,111 @@
+"""``ServeArgs``: the typed arguments of the labeling service (what a Serve config's ``args:`` holds).
+
+Strings may name environment variables as ``${VAR}``; they are expanded where the service runs (in the replicas, so
+a cluster's pods supply them), never in the config file. The API token is never an argument: it comes from the
+environment variable named by ``api_token_env`` or the file named by ``api_token_file`` (a mounted secret).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def expand_env(value: str, *, field: str) -> str:
+    """Expand ``${VAR}`` from the environment; a clear error naming the field when a variable is unset."""
+    try:
+        return string.Template(value).substitute(os.environ)
+    except KeyError as e:
+        raise ValueError(f"{field}: environment variable {e.args[0]} is not set (needed by {value!r})") from None
+    except ValueError as e:
+        raise ValueError(f"{field}: bad ${{...}} reference in {value!r}: {e}") from None
+
+
+class ServeArgs(BaseModel):
+    """Everything the labeling service needs, validated once by the app builder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embeddings: str = Field(description="embedding store: a directory, or a URI pyarrow can read (s3://, gs://)")
+    database_url: str = Field(
+        default="sqlite:///data/labels.db", description="label store: sqlite:///file.db or postgresql://..."
+    )
+    classes: list[str] | None = Field(
+        default=None, description="class names accepted as labels; default: the embedding manifest's class_names"
+    )
+    default_strategy: str = Field(default="dropquery", description="strategy when a request names none")
+    cold_start: str = Field(default="centroid", description="strategy while there is no trained head")
+    strategy_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="constructor parameters per strategy name"
+    )
+    head_params: dict[str, Any] = Field(default_factory=dict, description="LinearHead parameters (not n_classes)")
+    lease_seconds: float = Field(default=1800.0, gt=0, description="default lease of a selected batch")
+    max_lease_seconds: float = Field(default=7 * 86400.0, gt=0)
+    max_batch_size: int = Field(default=1000, ge=1)
+    max_labels_per_request: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    api_token_env: str | None = Field(default="RAYDQ_API_TOKEN", description="env var holding the bearer token")
+    api_token_file: str | None = Field(default=None, description="file holding the bearer token (a mounted secret)")
+    seed: int | None = Field(default=0, description="seeds selection and training; None for fresh randomness")
+    retrain_delay_s: float = Field(default=0.5, ge=0, description="wait this long after a label change to coalesce")
+    api_replicas: int = Field(default=1, ge=1)
+    api_num_cpus: float = Field(default=0.1, ge=0)
+    selector_num_cpus: float = Field(default=0.5, ge=0)
+    trainer_num_cpus: float = Field(default=0.5, ge=0)
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_distinct(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("classes must not be empty")
+            if len(set(v)) != len(v) or any(not c for c in v):
+                raise ValueError("classes must be distinct non-empty names")
+        return v
+
+    @model_validator(mode="after")
+    def _lease_bounds(self) -> ServeArgs:
+        if self.lease_seconds > self.max_lease_seconds:
+            raise ValueError("lease_seconds must not exceed max_lease_seconds")
+        return self
+
+    def absolutized(self, cwd: str | Path | None = None) -> ServeArgs:
+        """Relative local paths (embeddings, an SQLite file) made absolute against ``cwd``, so that replicas with
+        another working directory find the same files. ``${VAR}`` values and URIs are left alone."""
+        cwd = Path(cwd or os.getcwd())
+        update: dict[str, Any] = {}
+        if "${" not in self.embeddings and not _SCHEME.match(self.embeddings):
+            update["embeddings"] = str((cwd / self.embeddings).resolve())
+        prefix = "sqlite:///"
+        url = self.database_url
+        if url.startswith(prefix) and "${" not in url:
+            path = url[len(prefix) :]
+            if path and path != ":memory:" and not path.startswith("/"):
+                update["database_url"] = prefix + str((cwd / path).resolve())
+        return self.model_copy(update=update)
+
+    def resolved_embeddings(self) -> str:
+        return expand_env(self.embeddings, field="embeddings")
+
+    def resolved_database_url(self) -> str:
+        return expand_env(self.database_url, field="database_url")
+
+    def api_token(self) -> str | None:
+        """The bearer token, or None for an open service. The file wins over the environment variable."""
+        if self.api_token_file:
+            path = Path(expand_env(self.api_token_file, field="api_token_file"))
+            token = path.read_text().strip()
+            if not token:
+                raise ValueError(f"api_token_file: {path} is empty")
+            return token
+        if self.api_token_env:
+            token = os.environ.get(self.api_token_env, "").strip()
+            return token or None
+        return None

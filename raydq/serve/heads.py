@@ -1,0 +1,34 @@
+"""What travels between the trainer and the selector: a head snapshot and a training set (plain data, picklable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class HeadSnapshot:
+    """The newest good head: ``payload`` is ``LinearHead.to_dict()``, None before the first training."""
+
+    version: int = 0
+    revision: int = -1
+    n_labels: int = 0
+    classes: tuple[str, ...] = ()
+    trained_at: datetime | None = None
+    payload: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Labeled embeddings at one label revision; ``y`` holds indices into ``classes``."""
+
+    revision: int
+    classes: tuple[str, ...]
+    X: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.y)
