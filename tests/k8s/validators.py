@@ -348,7 +348,9 @@ def check_dockerfile(project: Project) -> None:
     """The image installs raydq with pip and carries the job scripts and Serve configs the manifests use."""
     problems = []
     runs = [line for line in _dockerfile_instructions(project.dockerfile) if line.upper().startswith("RUN ")]
-    install = re.compile(r"pip3?\s+install\b[^&;|]*?(?:\s|[\"'])(?:\.|\.\[[\w,]+\]|\.\$\{?\w+\}?|raydq\S*)(?=[\"'\s]|$)")
+    install = re.compile(
+        r"pip3?\s+install\b[^&;|]*?(?:\s|[\"'])(?:\.|\.\[[\w,]+\]|\.\$\{?\w+\}?|raydq\S*)(?=[\"'\s]|$)"
+    )
     if not any(install.search(line) for line in runs):
         problems.append("Dockerfile: no `RUN pip install .` (or `pip install raydq`) step installs raydq")
     copied = _copied_sources(project.dockerfile)
@@ -473,7 +475,7 @@ def check_gpu_resources(project: Project) -> None:
     """GPUs (and any extended resource) have requests == limits; the head asks for none, a worker group for some."""
     problems = []
     for name, doc in project.resources():
-        where, spec = cluster_spec(doc)
+        where, _ = cluster_spec(doc)
         gpu_groups = 0
         for tpl_where, template in pod_templates(doc):
             for c in containers(template):
@@ -621,7 +623,8 @@ def check_readme(project: Project) -> None:
     problems += [f"k8s/README.md: `kubectl apply -f k8s/{f}` names no file" for f in applied - set(project.docs)]
     problems += [f"k8s/README.md: never applies k8s/{f}" for f in set(project.docs) - applied]
     created = set(re.findall(r"kubectl create secret generic ([\w.-]+)", readme))
-    problems += [f"k8s/README.md: Secret {s} is used but never created" for s in sorted(secret_names(project) - created)]
+    missing = sorted(secret_names(project) - created)
+    problems += [f"k8s/README.md: Secret {s} is used but never created" for s in missing]
     services = set()
     for _, doc in project.resources():
         services.add(f"{doc['metadata']['name']}-head-svc")
