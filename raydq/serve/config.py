@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import string
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
 def expand_env(value: str, *, field: str) -> str:
-    """Expand ``${VAR}`` from the environment; a clear error naming the field when a variable is unset."""
-    try:
-        return string.Template(value).substitute(os.environ)
-    except KeyError as e:
-        raise ValueError(f"{field}: environment variable {e.args[0]} is not set (needed by {value!r})") from None
-    except ValueError as e:
-        raise ValueError(f"{field}: bad ${{...}} reference in {value!r}: {e}") from None
+    """Expand ``${VAR}`` and ``${VAR:-default}`` from the environment; a clear error naming the field when a
+    variable without a default is unset."""
+
+    def sub(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        got = os.environ.get(name)
+        if got:
+            return got
+        if default is not None:
+            return default
+        raise ValueError(f"{field}: environment variable {name} is not set (needed by {value!r})")
+
+    return _ENV_REF.sub(sub, value)
 
 
 class ServeArgs(BaseModel):

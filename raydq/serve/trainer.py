@@ -164,5 +164,5 @@ class HeadTrainerCore:
 
         seed = None if self.seed is None else int(np.random.SeedSequence([self.seed, version]).generate_state(1)[0])
         head = LinearHead(len(data.classes), random_state=seed, **self.head_params)
-        head.fit(data.X, data.y.astype(np.int64))
+        head.fit(np.array(data.X, dtype=np.float32), data.y.astype(np.int64))  # a writable copy
         return head.to_dict()
