@@ -109,6 +109,11 @@ def _drop_env(p: Project, kind: str, var: str) -> None:
     container["env"] = [e for e in container["env"] if e["name"] != var]
 
 
+def _inline_serve_db_url(p: Project) -> None:
+    assert p.serve_config is not None, "serve_configs/cluster.yaml is missing"
+    p.serve_config["applications"][0].setdefault("args", {})["database_url"] = "postgresql://raydq:hunter2@db/raydq"
+
+
 MISTAKES: list[Mistake] = [
     # every manifest parses
     Mistake(
@@ -331,6 +336,43 @@ MISTAKES: list[Mistake] = [
         "not an object-store URI",
         lambda p: _edit_entrypoint(p, "--output s3://raydq-data/embeddings/vit-b-32/", "--output /tmp/embeddings"),
     ),
+    Mistake(
+        "serve-args-typo",
+        "serve_schema",
+        r"args rejected by raydq\.serve\.config:ServeArgs",
+        lambda p: _edit_serve(p, lambda c: c["applications"][0].setdefault("args", {}).update(lease_secnds=60)),
+    ),
+    Mistake("inline-database-url-in-serve-config", "secrets", "must be a \\$\\{VAR\\} reference", _inline_serve_db_url),
+    Mistake(
+        "serve-port-not-kuberays",
+        "serve_schema",
+        "targets 8000",
+        lambda p: _edit_serve(p, lambda c: c.setdefault("http_options", {}).update(port=8001)),
+    ),
+    Mistake(
+        "http-options-drift",
+        "serve_matches_config",
+        r"serveConfigV2\.proxy_location",
+        lambda p: _edit_serve(p, lambda c: _set(c, "proxy_location", "HeadOnly")),
+    ),
+    Mistake(
+        "embeddings-written-elsewhere",
+        "object_storage",
+        "but the Serve app reads",
+        lambda p: _edit_entrypoint(p, "--output s3://raydq-data/embeddings/vit-b-32/", "--output s3://raydq-data/emb/"),
+    ),
+    Mistake(
+        "images-from-local-disk",
+        "object_storage",
+        "--source '/data/images' is a local path",
+        lambda p: _edit_entrypoint(p, "--source s3://raydq-data/images/", "--source /data/images"),
+    ),
+    Mistake(
+        "serve-reads-local-embeddings",
+        "object_storage",
+        "not from object storage",
+        lambda p: _edit_serve(p, lambda c: c["applications"][0]["args"].update(embeddings="/data/embeddings")),
+    ),
     # the README's commands
     Mistake(
         "readme-applies-missing-file",
@@ -357,5 +399,17 @@ MISTAKES: list[Mistake] = [
         "readme",
         "jobs/embedd.py is not in the repository",
         lambda p: _readme(p, "-- python jobs/embed.py", "-- python jobs/embedd.py"),
+    ),
+    Mistake(
+        "readme-curl-unknown-route",
+        "readme",
+        "no route POST /select",
+        lambda p: _readme(p, "http://127.0.0.1:8000/select_batch", "http://127.0.0.1:8000/select"),
+    ),
+    Mistake(
+        "readme-curl-bad-body",
+        "readme",
+        "rejected by SelectBatchRequest",
+        lambda p: _readme(p, """-d '{"batch_size": 10}'""", """-d '{"batch_size": "10"}'"""),
     ),
 ]

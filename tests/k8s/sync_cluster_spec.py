@@ -1,9 +1,9 @@
-"""Rewrite the cluster spec embedded in k8s/rayservice.yaml and k8s/rayjob-embed.yaml from k8s/raycluster.yaml.
+"""Rewrite the copies embedded in k8s/rayservice.yaml and k8s/rayjob-embed.yaml from their sources.
 
-One source file, two embedded copies: KubeRay has no reference from a RayService or RayJob to a shared spec, and
-YAML anchors do not cross files. Each embedding file ends with its `rayClusterConfig:`/`rayClusterSpec:` key, and
-this script replaces everything after that key with the `spec:` body of raycluster.yaml, indented one level.
-tests/test_k8s.py checks the parsed copies are identical, so a hand edit that drifts fails the tests.
+KubeRay has no reference from a RayService or RayJob to a shared spec, and YAML anchors do not cross files, so the
+manifests embed copies: the `spec:` body of k8s/raycluster.yaml (after the `rayClusterConfig:`/`rayClusterSpec:` key
+that ends each embedding file) and the Serve config serve_configs/cluster.yaml (as the RayService's serveConfigV2
+block, comment lines dropped). tests/test_k8s.py compares the parsed copies, so a hand edit that drifts fails.
 
     python -m tests.k8s.sync_cluster_spec          # rewrite
     python -m tests.k8s.sync_cluster_spec --check  # exit 1 if a file would change
@@ -15,9 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-K8S = Path(__file__).resolve().parents[2] / "k8s"
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s"
 SOURCE = "raycluster.yaml"
 EMBEDDINGS = {"rayservice.yaml": "  rayClusterConfig:", "rayjob-embed.yaml": "  rayClusterSpec:"}
+SERVE_SOURCE = ROOT / "serve_configs" / "cluster.yaml"
+SERVE_KEY = "  serveConfigV2: |"
 
 
 def spec_body(source_text: str) -> list[str]:
@@ -40,6 +43,17 @@ def render(embedding_text: str, key_line: str, body: list[str]) -> str:
     return "\n".join(head + [("  " + line) if line else line for line in body]) + "\n"
 
 
+def render_serve_config(embedding_text: str, serve_text: str) -> str:
+    """The RayService file with its serveConfigV2 block (up to the next two-space key) replaced by `serve_text`."""
+    lines = embedding_text.splitlines()
+    if SERVE_KEY not in lines:
+        raise ValueError(f"no line {SERVE_KEY.strip()!r} to embed the Serve config under")
+    start = lines.index(SERVE_KEY) + 1
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("  ") and not lines[i].startswith("   "))
+    block = ["    " + line for line in serve_text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return "\n".join(lines[:start] + block + lines[end:]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report files that are out of date")
@@ -49,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, key_line in EMBEDDINGS.items():
         path = K8S / name
         new = render(path.read_text(), key_line, body)
+        if name == "rayservice.yaml" and SERVE_SOURCE.exists():
+            new = render_serve_config(new, SERVE_SOURCE.read_text())
         if new != path.read_text():
             stale.append(name)
             if not args.check:

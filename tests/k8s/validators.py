@@ -215,31 +215,64 @@ def check_serve_schema(project: Project) -> None:
     problems = []
     for name, doc in project.resources("RayService"):
         try:
-            ServeDeploySchema.model_validate(serve_config_v2(name, doc))
+            config = serve_config_v2(name, doc)
+            ServeDeploySchema.model_validate(config)
         except ManifestError as e:
             problems.append(str(e))
+            continue
         except ValueError as e:  # pydantic.ValidationError
             problems.append(f"k8s/{name}: spec.serveConfigV2 rejected by ServeDeploySchema: {e}")
+            continue
+        port = (config.get("http_options") or {}).get("port", KUBERAY_SERVE_PORT)
+        if port != KUBERAY_SERVE_PORT:
+            problems.append(
+                f"k8s/{name}: serveConfigV2 http_options.port {port}: "
+                f"KubeRay's serve Service targets {KUBERAY_SERVE_PORT}"
+            )
+        for i, app in enumerate(config["applications"]):
+            args_model = APP_ARGS.get(app.get("import_path"))
+            if args_model is None:
+                continue
+            try:
+                _import(args_model).model_validate(app.get("args") or {})
+            except ValueError as e:
+                problems.append(f"k8s/{name}: serveConfigV2 applications[{i}].args rejected by {args_model}: {e}")
     _raise(problems)
+
+
+KUBERAY_SERVE_PORT = 8000  # the port of the <rayservice>-serve-svc Service KubeRay creates
+
+# The typed args model of each app builder: Serve validates `args` with it when the app is deployed.
+APP_ARGS = {"raydq.serve.app:build_app": "raydq.serve.config:ServeArgs"}
+
+
+def _import(path: str) -> Any:
+    """The object at `module:attr`; only for light modules (the args models import pydantic, not torch or Ray)."""
+    import importlib
+
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def check_serve_matches_config(project: Project) -> None:
     """serveConfigV2 deploys the applications of serve_configs/cluster.yaml, compared as parsed structures."""
     if project.serve_config is None:
         raise ManifestError("serve_configs/cluster.yaml is missing: serveConfigV2 has nothing to match")
-    expected = project.serve_config.get("applications")
+    expected = project.serve_config
     problems = []
     for name, doc in project.resources("RayService"):
-        got = serve_config_v2(name, doc).get("applications")
+        got = serve_config_v2(name, doc)
+        if not got.get("applications"):
+            problems.append(f"k8s/{name}: spec.serveConfigV2 deploys no applications")
         if got != expected:
             problems.append(
-                f"k8s/{name}: spec.serveConfigV2.applications differs from serve_configs/cluster.yaml at "
-                f"{_first_difference(got, expected)}"
+                f"k8s/{name}: spec.serveConfigV2 differs from serve_configs/cluster.yaml at "
+                f"{_first_difference(got, expected, 'serveConfigV2')}"
             )
     _raise(problems)
 
 
-def _first_difference(a: Any, b: Any, path: str = "applications") -> str:
+def _first_difference(a: Any, b: Any, path: str) -> str:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b), key=str):
             if a.get(key, _MISSING) != b.get(key, _MISSING):
@@ -545,16 +578,47 @@ def check_shared_cluster_spec(project: Project) -> None:
     _raise(problems)
 
 
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${VAR} without a default: the pod must set VAR
+
+
+def secret_env(project: Project) -> tuple[list[str], list[str]]:
+    """(env vars that must come from Secrets, problems): the database URL and API token variables.
+
+    Read from serve_configs/cluster.yaml when it is there: ServeArgs expands `${VAR}` in database_url inside the
+    replicas and reads the token from the variable named by api_token_env (RAYDQ_API_TOKEN by default)."""
+    if project.serve_config is None:
+        return list(SECRET_ENV), []
+    names, problems = [], []
+    for i, app in enumerate(project.serve_config.get("applications") or []):
+        if app.get("import_path") not in APP_ARGS:
+            continue
+        args = app.get("args") or {}
+        url = str(args.get("database_url", ""))
+        refs = ENV_REF.findall(url)
+        if not refs:
+            problems.append(
+                f"serve_configs/cluster.yaml: applications[{i}].args.database_url must be a ${{VAR}} reference "
+                "(the PostgreSQL URL comes from a Secret), not an inline value"
+            )
+        names += refs
+        token_env = args.get("api_token_env", "RAYDQ_API_TOKEN")
+        if token_env and not args.get("api_token_file"):
+            names.append(token_env)
+        elif not args.get("api_token_file"):
+            problems.append(f"serve_configs/cluster.yaml: applications[{i}].args turns API token auth off")
+    return list(dict.fromkeys(names)), problems
+
+
 def check_secrets(project: Project) -> None:
     """Every Ray container takes the PostgreSQL URL and API token from Secrets; no secret is written inline."""
-    problems = []
+    required, problems = secret_env(project)
     for name, doc in project.resources():
         for where, template in pod_templates(doc):
             if where == "spec.submitterPodTemplate":
                 continue
             for c in (template.get("spec") or {}).get("containers") or []:
                 env = {e.get("name"): e for e in c.get("env") or []}
-                for var in SECRET_ENV:
+                for var in required:
                     ref = ((env.get(var) or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
                     if not (ref.get("name") and ref.get("key")):
                         problems.append(
@@ -593,24 +657,48 @@ def check_object_storage(project: Project) -> None:
         output = command.values.get("--output", "")
         if not output.startswith(OBJECT_STORE_SCHEMES):
             problems.append(f"k8s/{name}: spec.entrypoint --output {output!r} is not an object-store URI")
-        serve_uris = _object_uris(project.serve_config or {})
-        if serve_uris and not any(_same_prefix(output, uri) for uri in serve_uris):
-            problems.append(
-                f"k8s/{name}: the embed job writes {output!r} but serve_configs/cluster.yaml reads {sorted(serve_uris)}"
-            )
+        source = command.values.get("--source", "")
+        if source and "://" not in source:
+            problems.append(f"k8s/{name}: spec.entrypoint --source {source!r} is a local path, not on object storage")
+        for where, uri in serve_embeddings(project):
+            if uri.rstrip("/") != output.rstrip("/"):
+                problems.append(
+                    f"k8s/{name}: the embed job writes {output!r} but the Serve app reads {uri!r} ({where})"
+                )
+    for where, uri in serve_embeddings(project):
+        if not uri.startswith(OBJECT_STORE_SCHEMES):
+            problems.append(f"{where}: the Serve app reads embeddings from {uri!r}, not from object storage")
     _raise(problems)
 
 
-def _object_uris(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        return set().union(*(_object_uris(v) for v in value.values())) if value else set()
-    if isinstance(value, list):
-        return set().union(*(_object_uris(v) for v in value)) if value else set()
-    return {value} if isinstance(value, str) and value.startswith(OBJECT_STORE_SCHEMES) else set()
+ENV_DEFAULT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$")
 
 
-def _same_prefix(a: str, b: str) -> bool:
-    return a.rstrip("/") == b.rstrip("/")
+def serve_embeddings(project: Project) -> list[tuple[str, str]]:
+    """(where, URI) the Serve app loads embeddings from on the cluster: a literal, or `${VAR:-default}` resolved
+    with the value the Ray pods set for VAR (else the default)."""
+    out = []
+    for name, doc in project.resources("RayService"):
+        try:
+            apps = serve_config_v2(name, doc).get("applications") or []
+        except ManifestError:
+            continue
+        pod_env = {
+            e.get("name"): e.get("value")
+            for _, template in pod_templates(doc)
+            for c in containers(template)
+            for e in c.get("env") or []
+            if "value" in e
+        }
+        for i, app in enumerate(apps):
+            value = (app.get("args") or {}).get("embeddings") if app.get("import_path") in APP_ARGS else None
+            if not isinstance(value, str):
+                continue
+            m = ENV_DEFAULT.match(value)
+            if m:
+                value = pod_env.get(m[1]) or m[2] or ""
+            out.append((f"k8s/{name}: serveConfigV2 applications[{i}].args.embeddings", value))
+    return out
 
 
 def check_readme(project: Project) -> None:
@@ -641,7 +729,74 @@ def check_readme(project: Project) -> None:
             problems += [f"k8s/README.md: {p}" for p in _entrypoint_problems(project, {"entrypoint": command})]
         except ManifestError as e:
             problems.append(f"k8s/README.md: {e}")
+    problems += [f"k8s/README.md: {p}" for p in _curl_problems(project)]
     _raise(problems)
+
+
+API_MODULE = "raydq/serve/api.py"  # the FastAPI routes of the Serve app
+API_SCHEMAS = "raydq.serve.schemas"  # their request models
+
+
+def api_routes(root: Path) -> dict[tuple[str, str], str | None]:
+    """{(METHOD, path): request model name or None} from the `@app.<method>("/path")` handlers, read with `ast`."""
+    path = root / API_MODULE
+    if not path.is_file():
+        raise ManifestError(f"{API_MODULE} is missing: the README's curl commands have no routes to match")
+    routes: dict[tuple[str, str], str | None] = {}
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for deco in node.decorator_list:
+            if (
+                isinstance(deco, ast.Call)
+                and isinstance(deco.func, ast.Attribute)
+                and deco.func.attr in ("get", "post", "put", "patch", "delete")
+                and deco.args
+                and isinstance(deco.args[0], ast.Constant)
+            ):
+                params = node.args.args
+                model = params[0].annotation if params else None
+                routes[(deco.func.attr.upper(), deco.args[0].value)] = model.id if isinstance(model, ast.Name) else None
+    return routes
+
+
+def _curl_problems(project: Project) -> list[str]:
+    """Each curl in the README calls a route of the app under its route_prefix, with a body the route accepts."""
+    from urllib.parse import urlparse
+
+    text = project.readme.replace("\\\n", " ")
+    curls = re.findall(r"^curl .*$", text, re.MULTILINE)
+    if not curls:
+        return ["no curl command for the Serve app"]
+    try:
+        routes = api_routes(project.root)
+    except ManifestError as e:
+        return [str(e)]
+    prefix = "/"
+    for name, doc in project.resources("RayService"):
+        apps = serve_config_v2(name, doc).get("applications") or []
+        prefix = next((a.get("route_prefix") or "/" for a in apps if a.get("import_path") in APP_ARGS), prefix)
+    problems = []
+    for command in curls:
+        tokens = shlex.split(command)
+        url = next((t for t in tokens if t.startswith(("http://", "https://"))), "")
+        method = tokens[tokens.index("-X") + 1] if "-X" in tokens else "GET"
+        body = next((tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t in ("-d", "--data", "--data-raw")), None)
+        path = urlparse(url).path
+        if not path.startswith(prefix):
+            problems.append(f"curl {url}: not under the app's route_prefix {prefix}")
+            continue
+        route = "/" + path[len(prefix) :].lstrip("/")
+        if (method, route) not in routes:
+            problems.append(f"curl -X {method} {url}: the app has no route {method} {route} ({API_MODULE})")
+            continue
+        model = routes[(method, route)]
+        if body is not None and model:
+            try:
+                _import(f"{API_SCHEMAS}:{model}").model_validate_json(body)
+            except ValueError as e:
+                problems.append(f"curl {route}: body {body} rejected by {model}: {e}")
+    return problems
 
 
 CHECKS: dict[str, Callable[[Project], None]] = {
