@@ -12,10 +12,15 @@ ARG RAY_VERSION
 ARG RAYDQ_EXTRAS=""
 
 # The job scripts and Serve configs live here; k8s/rayjob-embed.yaml runs /home/ray/raydq/jobs/embed.py.
+# Owned by Ray's user `ray` (the base image's USER), so pip can build in it.
+USER root
+RUN mkdir -p /home/ray/raydq && chown ray:users /home/ray/raydq
+USER ray
 WORKDIR /home/ray/raydq
 
-# Dependencies first (cached layer), then the code. Ray itself is already in the base image at the pinned
-# version, so pip keeps it (ray[data,serve]==2.60.* is satisfied) and adds only what raydq needs.
+# raydq installed from the copied source (not editable). Ray itself is already in the base image at the pinned
+# version, so pip keeps it (ray[data,serve]==2.60.* is satisfied) and adds only what raydq needs. jobs/ and
+# serve_configs/ come after, so editing them does not re-run the install.
 COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users raydq ./raydq
 RUN pip install --no-cache-dir ".${RAYDQ_EXTRAS}" \
