@@ -1,0 +1,65 @@
+"""Embed images into an embedding store: ``python jobs/embed.py [flags]``.
+
+Runs the same on a laptop (starts a local Ray) and in a cluster (``ray job submit -- python jobs/embed.py ...``,
+or a RayJob: ``ray.init()`` joins the cluster named by RAY_ADDRESS). Every flag also reads ``RAYDQ_EMBED_<FLAG>``
+from the environment; flags win. With no arguments: 5000 Fashion-MNIST training images, EfficientNet-Lite0,
+into data/embeddings/fashion-mnist-train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import typing
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local single-machine runs; a cluster's own setting wins
+
+
+def _flag_type(annotation: typing.Any):
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    first = args[0]
+    if typing.get_origin(first) is typing.Literal:
+        return str, list(typing.get_args(first))
+    if first in (int, float):
+        return first, None
+    return str, None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from raydq.embed.config import ENV_PREFIX, EmbedConfig
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, field in EmbedConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        env = ENV_PREFIX + name.upper()
+        default = field.default if field.default is not None else "auto"
+        help_text = f"{field.description} [env {env}; default {default}]"
+        if field.annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        kind, choices = _flag_type(field.annotation)
+        parser.add_argument(flag, dest=name, type=kind, choices=choices, default=None, help=help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from raydq.embed import EmbedConfig, run_embed
+
+    args = build_parser().parse_args(argv)
+    try:
+        config = EmbedConfig.from_env(vars(args))
+    except ValidationError as e:
+        print(f"jobs/embed.py: invalid settings:\n{e}", file=sys.stderr)
+        return 2
+    import ray
+
+    ray.init()  # RAY_ADDRESS set (ray job submit, RayJob): join that cluster; otherwise start a local one
+    summary = run_embed(config)
+    return 0 if summary.images or summary.skipped or not summary.failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""``run_embed(config)``: read -> decode+resize (CPU tasks) -> embed (actor pool) -> atomic Parquet shards.
+
+Where the time goes on a small CPU machine: the forward pass dominates, so the pool runs one actor per node by
+default and lets it use the node's cores for torch's intra-op threads (``torch_threads``), while the light read and
+decode tasks time-share the remaining logical CPU. The actor never reserves every logical CPU (Ray #44687: a pool
+as large as the CPU count starves the read tasks and deadlocks). Shards are written by the driver, which also keeps
+the failure report, the progress bar and the summary in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from raydq.data.sources import DecodeSpec, plan_source
+from raydq.embed.actor import EmbedActor
+from raydq.embed.config import EmbedConfig
+from raydq.embed.writer import FailureReport, ShardWriter, count_rows, prepare_output
+from raydq.pool.store import Manifest, write_manifest
+
+log = logging.getLogger(__name__)
+
+
+class EmbedSummary(BaseModel):
+    """What one run did. ``images`` counts rows embedded by this run; ``skipped`` those already in the store."""
+
+    images: int
+    images_per_second: float
+    seconds: float
+    failures: int
+    skipped: int
+    total_rows: int
+    output: str
+    failures_path: str
+    model: str
+    dim: int
+
+    def line(self) -> str:
+        return (
+            f"raydq embed: {self.images} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s), "
+            f"{self.failures} failures, {self.skipped} already embedded; {self.total_rows} rows in {self.output}"
+        )
+
+
+def raydq_version() -> str:
+    """The installed distribution's version (``raydq.__version__`` may be unreachable under an editable install)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("raydq")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class ActorLayout(BaseModel):
+    actors: int
+    num_gpus: float
+    num_cpus: float
+    torch_threads: int | None
+    device: str
+
+
+def plan_actors(config: EmbedConfig, cluster: dict[str, float], single_node: bool) -> ActorLayout:
+    """Size the actor pool from the cluster's resources (pure: tested without Ray)."""
+    gpus, cpus = float(cluster.get("GPU", 0.0)), float(cluster.get("CPU", 0.0))
+    num_gpus = config.num_gpus_per_actor if config.num_gpus_per_actor is not None else (1.0 if gpus >= 1 else 0.0)
+    if num_gpus > 0:
+        if gpus < num_gpus:
+            raise ValueError(f"num_gpus_per_actor={num_gpus} but the cluster has {gpus:g} GPUs")
+        actors = config.actors or max(1, int(gpus // num_gpus))
+        return ActorLayout(
+            actors=actors, num_gpus=num_gpus, num_cpus=config.cpus_per_actor, torch_threads=config.torch_threads,
+            device="cuda",
+        )  # fmt: skip
+    actors = config.actors or 1
+    num_cpus = config.cpus_per_actor
+    room = cpus - min(config.decode_cpus, cpus / 2)  # always leave a decode task a place to run
+    if cpus and actors * num_cpus > room:
+        num_cpus = max(0.01, room / actors)
+        log.warning("%d CPU actors x %g CPUs would starve the read tasks; using %.2f CPUs per actor",
+                    actors, config.cpus_per_actor, num_cpus)  # fmt: skip
+    threads = config.torch_threads
+    if threads is None:
+        threads = max(1, int(cpus // actors)) if single_node and cpus else max(1, math.ceil(num_cpus))
+    return ActorLayout(actors=actors, num_gpus=0.0, num_cpus=num_cpus, torch_threads=threads, device="cpu")
+
+
+def _progress(total: int | None, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit="img", desc="embed", disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 10.0,
+    )  # fmt: skip
+
+
+def run_embed(config: EmbedConfig) -> EmbedSummary:
+    """Embed ``config.source`` into ``config.output``; joins the running Ray cluster (or starts a local one)."""
+    import ray
+
+    from raydq.models import create_encoder
+
+    if not ray.is_initialized():
+        ray.init()
+    started = time.perf_counter()
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # our own bar counts written rows; Ray's would interleave with it
+    ctx.print_on_execution_start = False
+
+    encoder = create_encoder(config.model, device="cpu")  # on the driver only for spec, dim and preprocessing
+    spec, dim, pcfg = encoder.spec, encoder.dim, encoder.preprocess_cfg
+    del encoder
+    output = Path(config.resolved_output()).resolve()
+    done = prepare_output(output, spec=spec, dtype=config.dtype, overwrite=config.overwrite)
+    decode = DecodeSpec(
+        size=pcfg.size, resize_mode=pcfg.resize_mode, interpolation=pcfg.interpolation, max_pixels=config.max_pixels
+    )
+    plan = plan_source(
+        config.source, split=config.split, limit=config.resolved_limit(), seed=config.seed, done=done,
+        decode=decode, image_column=config.image_column, id_column=config.id_column,
+        label_column=config.label_column, rows_per_block=max(config.batch_size * 4, 64), num_cpus=config.decode_cpus,
+    )  # fmt: skip
+
+    def manifest(num_rows: int) -> Manifest:
+        return Manifest(
+            model=spec["model"], weights=spec["weights"], dim=dim, dtype=config.dtype,
+            preprocessing=spec["preprocessing"], source=plan.description, num_rows=num_rows,
+            class_names=plan.class_names, raydq_version=raydq_version(),
+        )  # fmt: skip
+
+    write_manifest(output, manifest(len(done)))
+    writer = ShardWriter(output, dim=dim, dtype=config.dtype, rows_per_shard=config.rows_per_shard)
+    failures = FailureReport(output)
+    ds = plan.dataset()
+    todo = None if plan.total is None else plan.total - plan.skipped
+    try:
+        if ds is not None:
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+            layout = plan_actors(config, ray.cluster_resources(), single_node=len(nodes) <= 1)
+            log.info("embed actors: %s", layout)
+            ds = ds.map_batches(
+                EmbedActor,
+                fn_constructor_kwargs={
+                    "spec": config.model, "device": layout.device, "torch_threads": layout.torch_threads,
+                },
+                batch_size=config.batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=layout.actors),
+                num_gpus=layout.num_gpus or None,
+                num_cpus=layout.num_cpus,
+            )  # fmt: skip
+            with _progress(todo, config.progress) as bar:
+                for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+                    errors = batch["error"]
+                    ok = errors == ""
+                    writer.add(batch["id"][ok], batch["embedding"][ok], batch["uri"][ok], batch["label"][ok])
+                    for n in (~ok).nonzero()[0]:
+                        uri = batch["uri"][n]
+                        failures.add(str(batch["id"][n]), None if uri is None else str(uri), str(errors[n]))
+                    bar.update(len(errors))
+        writer.close()
+    finally:
+        failures.close()
+    total_rows = count_rows(output)
+    write_manifest(output, manifest(total_rows))
+    seconds = time.perf_counter() - started
+    embedded = writer.rows_written
+    skipped = len(done) if plan.total is None else max(0, plan.total - embedded - failures.count)
+    summary = EmbedSummary(
+        images=embedded, images_per_second=embedded / seconds if seconds > 0 else 0.0, seconds=seconds,
+        failures=failures.count, skipped=skipped, total_rows=total_rows, output=str(output),
+        failures_path=str(failures.path), model=spec["model"], dim=dim,
+    )  # fmt: skip
+    print(summary.line(), flush=True)
+    return summary

@@ -1,0 +1,165 @@
+"""The encoder interface: a model, its dimension, its preprocessing and a record of what it is.
+
+Preprocessing travels with the model (open_clip's idea): the embed job never chooses a normalisation on its own,
+so an embedding store cannot silently mix up models and transforms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PreprocessCfg:
+    """How raw uint8 images become the model's input.
+
+    ``resize_mode``: 'squash' resizes straight to ``size`` x ``size``; 'shortest' resizes the shorter side to
+    ``size`` and centre-crops (open_clip's and timm's default for photos).
+    """
+
+    size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    resize_mode: str = "shortest"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "resize_mode": self.resize_mode,
+            "channels": "RGB; grayscale tiled to 3 channels",
+        }
+
+
+def _to_float_nchw(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(B, H, W) or (B, H, W, C) uint8 -> (B, C, H, W) float in [0, 255]; C is 1 or 3 (alpha dropped)."""
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()  # Ray hands out read-only views; torch wants to own writable memory
+    t = torch.as_tensor(images)
+    if t.ndim == 3:
+        t = t.unsqueeze(-1)
+    if t.ndim != 4:
+        raise ValueError(f"images must be (B, H, W) or (B, H, W, C), got shape {tuple(t.shape)}")
+    if t.shape[-1] == 4:
+        t = t[..., :3]
+    elif t.shape[-1] == 2:  # grayscale + alpha
+        t = t[..., :1]
+    if t.shape[-1] not in (1, 3):
+        raise ValueError(f"images must have 1, 3 or 4 channels, got {t.shape[-1]}")
+    return t.permute(0, 3, 1, 2).float()
+
+
+def _resize(x: torch.Tensor, cfg: PreprocessCfg) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    size = cfg.size
+    if (h, w) == (size, size):
+        return x
+    mode = cfg.interpolation if cfg.interpolation in ("bilinear", "bicubic") else "bilinear"
+    if cfg.resize_mode == "shortest" and h != w:
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    else:
+        nh, nw = size, size
+    antialias = nh < h or nw < w
+    x = F.interpolate(x, size=(nh, nw), mode=mode, align_corners=False, antialias=antialias)
+    if (nh, nw) != (size, size):
+        top, left = (nh - size) // 2, (nw - size) // 2
+        x = x[..., top : top + size, left : left + size]
+    return x
+
+
+def preprocess_images(
+    images: np.ndarray | torch.Tensor | Sequence[np.ndarray], cfg: PreprocessCfg, *, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """A batch of uint8 images -> normalised (B, 3, size, size) float32 tensor in channels-last memory layout.
+
+    Accepts one array (B, H, W[, C]) or a sequence of differently sized images. Resizing happens on ``device`` as
+    one batched op, which is far cheaper than per-image PIL resizes when images are small (Fashion-MNIST 28 -> 224).
+    """
+    if isinstance(images, np.ndarray | torch.Tensor):
+        groups = [_to_float_nchw(images)]
+    else:
+        if len(images) == 0:
+            raise ValueError("images is empty")
+        groups = [_to_float_nchw(np.asarray(im)[None]) for im in images]
+    out = []
+    for g in groups:
+        g = _resize(g.to(device, non_blocking=True), cfg)
+        if g.shape[1] == 1:
+            g = g.expand(-1, 3, -1, -1)
+        out.append(g)
+    x = torch.cat(out) if len(out) > 1 else out[0]
+    mean = torch.tensor(cfg.mean, device=x.device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(cfg.std, device=x.device).view(1, 3, 1, 1) * 255.0
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@lru_cache(maxsize=16)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a weights file: the weights identity recorded in the manifest (cached per size/mtime)."""
+    st = Path(path).stat()
+    return "sha256:" + _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@dataclass
+class Encoder:
+    """An image encoder ready for inference.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        In eval mode; maps (B, 3, size, size) float tensors to (B, dim) features.
+    dim : int
+        Feature dimension.
+    spec : dict
+        What goes into the embedding manifest: ``model`` (the spec string), ``weights`` (file SHA-256, pretrained
+        tag or 'random-init') and ``preprocessing``.
+    preprocess_cfg : PreprocessCfg
+    device : str
+    """
+
+    model: torch.nn.Module
+    dim: int
+    spec: dict[str, Any]
+    preprocess_cfg: PreprocessCfg
+    device: str = "cpu"
+
+    def preprocess(self, images: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 images (B, H, W[, C]) -> the model's input tensor on this encoder's device."""
+        return preprocess_images(images, self.preprocess_cfg, device=self.device)
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Model features for a preprocessed batch; mixed precision (fp16 autocast) on CUDA."""
+        if self.device.startswith("cuda"):
+            with torch.autocast("cuda", dtype=torch.float16):
+                return self.model(x).float()
+        return self.model(x).float()
+
+    def encode(self, images: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> np.ndarray:
+        """uint8 images -> (B, dim) float32 numpy features."""
+        return self.forward(self.preprocess(images)).cpu().numpy()
