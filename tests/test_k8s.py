@@ -9,7 +9,14 @@ import pytest
 
 from tests.k8s import sync_cluster_spec
 from tests.k8s.mistakes import MISTAKES
-from tests.k8s.validators import CHECKS, ManifestError, Project, dockerfile_from, parse_python_command
+from tests.k8s.validators import (
+    CHECKS,
+    ManifestError,
+    Project,
+    dockerfile_from,
+    parse_python_command,
+    script_flags,
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +98,17 @@ def test_error_messages_name_file_and_field(project: Project) -> None:
     with pytest.raises(ManifestError) as info:
         CHECKS["crd_schema"](broken)
     assert re.search(r"k8s/raycluster\.yaml: RayCluster spec\.workerGroupSpecs\.0", str(info.value))
+
+
+def test_script_flags_reads_literal_and_model_driven_options(tmp_path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "config.py").write_text(
+        "from pydantic import BaseModel\nclass Cfg(BaseModel):\n    num_gpus: float = 1\n    _private: int = 0\n"
+    )
+    (tmp_path / "pkg" / "__init__.py").write_text("from pkg.config import Cfg\n")
+    literal = tmp_path / "literal.py"
+    literal.write_text("import argparse\np = argparse.ArgumentParser()\np.add_argument('--source')\n")
+    driven = tmp_path / "driven.py"
+    driven.write_text("from pkg import Cfg\nfor name in Cfg.model_fields:\n    pass\n")
+    assert script_flags(tmp_path, literal) == {"--source"}
+    assert script_flags(tmp_path, driven) == {"--num-gpus"}

@@ -460,14 +460,46 @@ def script_in_repo(project: Project, script: str) -> Path:
     return project.root / script
 
 
-def script_flags(path: Path) -> set[str]:
-    """The `--flags` a script declares: every string constant in its source that looks like one."""
+def script_flags(root: Path, path: Path) -> set[str]:
+    """The `--flags` a script declares, read with `ast` (the script imports torch; importing it here would be slow).
+
+    Literal flags (`add_argument("--x")`), plus `--field-name` for each field of a pydantic model of the repository
+    that the script imports and turns into flags through `model_fields` (as jobs/embed.py does with EmbedConfig)."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    return {
+    flags = {
         node.value
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"--[\w-]+", node.value)
     }
+    if not any(isinstance(n, ast.Attribute) and n.attr == "model_fields" for n in ast.walk(tree)):
+        return flags
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                fields = _model_fields(root, node.module, alias.name)
+                flags.update("--" + f.replace("_", "-") for f in fields)
+    return flags
+
+
+def _model_fields(root: Path, module: str, name: str) -> list[str]:
+    """Annotated fields of class `name` in the repository module `module` (empty if it is not a pydantic model)."""
+    base = root.joinpath(*module.split("."))
+    path = next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+    if path is None:
+        return []
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.ImportFrom) and node.module and any((a.asname or a.name) == name for a in node.names):
+            original = next(a.name for a in node.names if (a.asname or a.name) == name)
+            return _model_fields(root, node.module, original) if node.level == 0 else []
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            if not any(isinstance(b, ast.Name) and b.id == "BaseModel" for b in node.bases):
+                return []
+            return [
+                n.target.id
+                for n in node.body
+                if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and not n.target.id.startswith("_")
+            ]
+    return []
 
 
 def check_repo_references(project: Project) -> None:
@@ -496,7 +528,7 @@ def _entrypoint_problems(project: Project, spec: dict[str, Any]) -> list[str]:
     path = script_in_repo(project, command.script)
     if not path.is_file():
         return [f"script {command.script} is not in the repository ({path.relative_to(project.root)} missing)"]
-    known = script_flags(path)
+    known = script_flags(project.root, path)
     return [f"{path.relative_to(project.root)} has no option {flag}" for flag in command.flags if flag not in known]
 
 
