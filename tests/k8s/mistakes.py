@@ -295,6 +295,27 @@ MISTAKES: list[Mistake] = [
         "got 3, 1, 8",
         lambda p: _set(_group(p, "RayCluster", "gpu"), "minReplicas", 3),
     ),
+    # Serve replicas and embedding actors fit in a worker pod
+    Mistake(
+        "selector-wants-two-gpus",
+        "fits",
+        "deployment Selector needs 4 CPU 2 GPU",
+        lambda p: _edit_serve(
+            p, lambda c: c["applications"][0]["deployments"][0]["ray_actor_options"].update(num_gpus=2)
+        ),
+    ),
+    Mistake(
+        "embed-actor-wants-two-gpus",
+        "fits",
+        "embedding actor needs 1 CPU 2 GPU",
+        lambda p: _edit_entrypoint(p, "--num-gpus-per-actor 1", "--num-gpus-per-actor 2"),
+    ),
+    Mistake(
+        "trainer-too-big",
+        "fits",
+        "args.trainer_num_cpus needs 16 CPU",
+        lambda p: _edit_serve(p, lambda c: c["applications"][0]["args"].update(trainer_num_cpus=16)),
+    ),
     # autoscaling
     Mistake(
         "autoscaler-off",

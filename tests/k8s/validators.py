@@ -564,6 +564,62 @@ def check_gpu_resources(project: Project) -> None:
     _raise(problems)
 
 
+def _cpus(quantity: Any) -> float:
+    text = str(quantity)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def worker_shapes(doc: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """(group, CPUs, GPUs) that one pod of each worker group offers Ray (from the first container's limits)."""
+    shapes = []
+    for group in cluster_spec(doc)[1].get("workerGroupSpecs") or []:
+        c = next(iter((group.get("template") or {}).get("spec", {}).get("containers") or []), {})
+        limits = (c.get("resources") or {}).get("limits") or {}
+        params = group.get("rayStartParams") or {}
+        cpus = _cpus(params.get("num-cpus", limits.get("cpu", 0)))
+        gpus = float(params.get("num-gpus", limits.get("nvidia.com/gpu", 0)))
+        shapes.append((str(group.get("groupName")), cpus, gpus))
+    return shapes
+
+
+def check_fits(project: Project) -> None:
+    """Every Serve replica and embedding actor fits in one pod of some worker group (the head runs no tasks)."""
+    problems = []
+    for name, doc in project.resources():
+        shapes = worker_shapes(doc)
+        demands: list[tuple[str, float, float]] = []
+        if doc["kind"] == "RayService":
+            try:
+                apps = serve_config_v2(name, doc).get("applications") or []
+            except ManifestError:
+                apps = []
+            for app in apps:
+                args = app.get("args") or {}
+                for key, value in args.items():
+                    if key.endswith("_num_cpus") and isinstance(value, int | float):
+                        demands.append((f"args.{key}", float(value), 0.0))
+                for d in app.get("deployments") or []:
+                    opts = d.get("ray_actor_options") or {}
+                    demands.append((f"deployment {d.get('name')}", opts.get("num_cpus", 0), opts.get("num_gpus", 0)))
+        if doc["kind"] == "RayJob":
+            try:
+                values = parse_python_command(str(doc["spec"].get("entrypoint", ""))).values
+                demands.append(
+                    (
+                        "embedding actor",
+                        float(values.get("--cpus-per-actor", 1)),
+                        float(values.get("--num-gpus-per-actor", 0)),
+                    )
+                )
+            except (ManifestError, ValueError) as e:
+                problems.append(f"k8s/{name}: spec.entrypoint: {e}")
+        for what, cpus, gpus in demands:
+            if not any(cpus <= c and gpus <= g for _, c, g in shapes):
+                offered = ", ".join(f"{g}: {c:g} CPU {n:g} GPU" for g, c, n in shapes)
+                problems.append(f"k8s/{name}: {what} needs {cpus:g} CPU {gpus:g} GPU; no worker pod has it ({offered})")
+    _raise(problems)
+
+
 def check_replica_bounds(project: Project) -> None:
     """0 <= minReplicas <= replicas <= maxReplicas in every worker group."""
     problems = []
@@ -842,6 +898,7 @@ CHECKS: dict[str, Callable[[Project], None]] = {
     "repo_references": check_repo_references,
     "gpu_resources": check_gpu_resources,
     "replica_bounds": check_replica_bounds,
+    "fits": check_fits,
     "autoscaling": check_autoscaling,
     "shared_cluster_spec": check_shared_cluster_spec,
     "secrets": check_secrets,
