@@ -118,7 +118,14 @@ class LabelStore:
 
     # -- heads -------------------------------------------------------------------------------------------------------
     def save_head(
-        self, *, version: int, revision: int, n_labels: int, classes: Sequence[str], payload: dict[str, Any]
+        self,
+        *,
+        version: int,
+        revision: int,
+        n_labels: int,
+        classes: Sequence[str],
+        payload: dict[str, Any],
+        now: datetime | None = None,
     ) -> None:
         with self.db.write_session() as s, s.begin():
             crud.save_head(
@@ -128,7 +135,7 @@ class LabelStore:
                 n_labels=n_labels,
                 classes=classes,
                 payload=payload,
-                now=utcnow(),
+                now=now or utcnow(),
             )
 
     def latest_head(self) -> HeadPublic | None:

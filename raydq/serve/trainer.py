@@ -132,6 +132,7 @@ class HeadTrainerCore:
                         continue
                     version = self._snapshot.version + 1
                     payload = await asyncio.to_thread(self._fit, data, version)
+                    trained_at = utcnow()
                     await asyncio.to_thread(
                         self.store.save_head,
                         version=version,
@@ -139,6 +140,7 @@ class HeadTrainerCore:
                         n_labels=len(data),
                         classes=data.classes,
                         payload=payload,
+                        now=trained_at,
                     )
                 except Exception as e:  # keep the last good head; say why in /status
                     self._failures += 1
@@ -151,7 +153,7 @@ class HeadTrainerCore:
                     revision=data.revision,
                     n_labels=len(data),
                     classes=tuple(data.classes),
-                    trained_at=utcnow(),
+                    trained_at=trained_at,
                     payload=payload,
                 )
                 self._last_error = None

@@ -119,5 +119,3 @@ def serve_http(ray_cluster) -> str:
     except Exception:
         pass
     return f"http://127.0.0.1:{port}"
-
-

@@ -11,6 +11,8 @@ import numpy as np
 CLASSES = ["circle", "square", "triangle"]
 N_ITEMS = 240
 DIM = 16
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

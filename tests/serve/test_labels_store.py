@@ -77,7 +77,10 @@ def test_leases_conflict_expire_and_release(store):
     )
     with pytest.raises(LeaseConflict) as err:
         store.create_batch(
-            batch_id="b2", item_ids=["y", "z"], expires_at=now + timedelta(seconds=60), strategy="random",
+            batch_id="b2",
+            item_ids=["y", "z"],
+            expires_at=now + timedelta(seconds=60),
+            strategy="random",
             model_version=0,
         )
     assert err.value.item_ids == ["y"]
@@ -87,7 +90,11 @@ def test_leases_conflict_expire_and_release(store):
     later = now + timedelta(seconds=61)
     assert store.leased_ids(now=later) == []
     store.create_batch(
-        batch_id="b3", item_ids=["y"], expires_at=later + timedelta(seconds=60), strategy="random", model_version=0,
+        batch_id="b3",
+        item_ids=["y"],
+        expires_at=later + timedelta(seconds=60),
+        strategy="random",
+        model_version=0,
         now=later,
     )
     assert store.get_batch("b3", now=later).leased_ids == ["y"]
@@ -113,7 +120,10 @@ def test_concurrent_leasing_never_overlaps(store):
         ids = [f"item-{(n * 3 + k) % 20}" for k in range(6)]
         try:
             store.create_batch(
-                batch_id=f"t{n}", item_ids=ids, expires_at=utcnow() + timedelta(seconds=60), strategy="random",
+                batch_id=f"t{n}",
+                item_ids=ids,
+                expires_at=utcnow() + timedelta(seconds=60),
+                strategy="random",
                 model_version=0,
             )
             won[f"t{n}"] = ids
@@ -143,7 +153,7 @@ def test_concurrent_label_writers_lose_nothing(store):
         t.start()
     for t in threads:
         t.join()
-    revision, labels = store.current_labels()
+    _, labels = store.current_labels()
     assert len(labels) == 6 * 5 + 1
     history = store.history("shared")
     assert 6 <= len(history) <= 30 and {e.label for e in history} == {f"c{n}" for n in range(6)}
