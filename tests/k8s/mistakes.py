@@ -79,6 +79,16 @@ def _rename(target: dict[str, Any], old: str, new: str) -> None:
     target[new] = target.pop(old)
 
 
+def _actor_options(config: dict[str, Any], deployment: str) -> dict[str, Any]:
+    """ray_actor_options of a deployment in the first application, created if the config names none."""
+    deployments = config["applications"][0].setdefault("deployments", [])
+    entry = next((d for d in deployments if d.get("name") == deployment), None)
+    if entry is None:
+        entry = {"name": deployment}
+        deployments.append(entry)
+    return entry.setdefault("ray_actor_options", {})
+
+
 def _duplicate_app(config: dict[str, Any]) -> None:
     config["applications"].append(dict(config["applications"][0], route_prefix="/again"))
 
@@ -300,9 +310,7 @@ MISTAKES: list[Mistake] = [
         "selector-wants-two-gpus",
         "fits",
         "deployment Selector needs 4 CPU 2 GPU",
-        lambda p: _edit_serve(
-            p, lambda c: c["applications"][0]["deployments"][0]["ray_actor_options"].update(num_gpus=2)
-        ),
+        lambda p: _edit_serve(p, lambda c: _actor_options(c, "Selector").update(num_cpus=4, num_gpus=2)),
     ),
     Mistake(
         "embed-actor-wants-two-gpus",
