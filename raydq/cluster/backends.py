@@ -62,7 +62,8 @@ class _KmeansBase:
     def __init__(self, d: int, k: int, *, niter: int = 25, seed: int = 1234) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        self.d, self.k, self.niter, self.seed = int(d), int(k), int(niter), int(seed)
+        self.d, self.k, self.niter = int(d), int(k), int(niter)
+        self.seed = int(seed) % 2**31  # faiss and cuML take a 32-bit seed
         self.centroids: np.ndarray | None = None
 
     def train(self, x: np.ndarray) -> float:
@@ -112,7 +113,11 @@ class FaissKmeans(_KmeansBase):
         import faiss
 
         km = faiss.Kmeans(
-            self.d, self.k, niter=self.niter, seed=self.seed, verbose=False,
+            self.d,
+            self.k,
+            niter=self.niter,
+            seed=self.seed,
+            verbose=False,
             max_points_per_centroid=len(x),  # the base class already sampled
             min_points_per_centroid=1,  # small candidate sets are expected; no stderr warning
         )

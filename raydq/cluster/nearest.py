@@ -5,14 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 
-def nearest_distinct(x: np.ndarray, centroids: np.ndarray, *, chunk: int = 65536) -> np.ndarray:
+def nearest_distinct(
+    x: np.ndarray, centroids: np.ndarray, *, normalize: bool = False, chunk: int = 65536
+) -> np.ndarray:
     """Row indices into ``x``, one per centroid, all distinct: each centroid gets its nearest row not already taken.
 
     Centroids whose nearest row is closest choose first, so a row shared by two centroids goes to the one it fits
     best and the other takes its next nearest. Every centroid keeps its ``k`` nearest rows (``k`` = number of
-    centroids), which is always enough for distinct picks. Memory stays O(chunk * k).
+    centroids), which is always enough for distinct picks. With ``normalize`` each row of ``x`` is L2-normalised
+    chunk by chunk (no normalised copy of ``x``). Memory stays O(chunk * k).
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.asarray(x)
     c = np.ascontiguousarray(centroids, dtype=np.float32)
     if x.ndim != 2 or c.ndim != 2 or x.shape[1] != c.shape[1]:
         raise ValueError(f"x {x.shape} and centroids {c.shape} must be 2-D with the same width")
@@ -26,7 +29,9 @@ def nearest_distinct(x: np.ndarray, centroids: np.ndarray, *, chunk: int = 65536
     best_i = np.zeros((k, 0), dtype=np.int64)
     cc = (c * c).sum(axis=1)[:, None]
     for s in range(0, n, chunk):
-        xs = x[s : s + chunk]
+        xs = np.asarray(x[s : s + chunk], dtype=np.float32)
+        if normalize:
+            xs = xs / np.maximum(np.linalg.norm(xs, axis=1, keepdims=True), np.float32(1e-12))
         d2 = cc - 2.0 * (c @ xs.T) + (xs * xs).sum(axis=1)[None, :]  # (k, chunk) squared distances
         cand_d = np.concatenate([best_d, d2], axis=1)
         cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(s, s + len(xs)), d2.shape)], axis=1)

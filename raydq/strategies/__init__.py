@@ -1,8 +1,32 @@
-"""Selection strategies: pure array code behind one query interface (see ``base.QueryStrategy``)."""
+"""Selection strategies: pure array code behind one query interface (see ``base.QueryStrategy``).
+
+Cold starts (no head needed): random, centroid, typiclust, probcover. Queries: dropquery, entropy, margin,
+least_confidence, bald, powerbald, coreset, badge, typiclust, probcover, random.
+"""
 
 from raydq.strategies.base import MISSING_LABEL, QueryStrategy, RandomQuery, check_random_state
+from raydq.strategies.diversity import BADGEQuery, CoresetQuery
+from raydq.strategies.dropquery import DropQuery
+from raydq.strategies.representative import CentroidQuery, ProbCoverQuery, TypiClustQuery
+from raydq.strategies.uncertainty import BALDQuery, EntropyQuery, LeastConfidenceQuery, MarginQuery, PowerBALDQuery
 
-STRATEGIES: dict[str, type[QueryStrategy]] = {"random": RandomQuery}
+STRATEGIES: dict[str, type[QueryStrategy]] = {
+    "random": RandomQuery,
+    "centroid": CentroidQuery,
+    "typiclust": TypiClustQuery,
+    "probcover": ProbCoverQuery,
+    "dropquery": DropQuery,
+    "entropy": EntropyQuery,
+    "margin": MarginQuery,
+    "least_confidence": LeastConfidenceQuery,
+    "bald": BALDQuery,
+    "powerbald": PowerBALDQuery,
+    "coreset": CoresetQuery,
+    "badge": BADGEQuery,
+}
+
+#: Strategies that work without a head, i.e. can pick the first labeled set.
+COLD_STARTS: tuple[str, ...] = tuple(name for name, cls in STRATEGIES.items() if not cls.needs_head)
 
 
 def make_strategy(name: str, **params) -> QueryStrategy:
@@ -14,4 +38,23 @@ def make_strategy(name: str, **params) -> QueryStrategy:
     return cls(**params)
 
 
-__all__ = ["MISSING_LABEL", "STRATEGIES", "QueryStrategy", "RandomQuery", "check_random_state", "make_strategy"]
+__all__ = [
+    "COLD_STARTS",
+    "MISSING_LABEL",
+    "STRATEGIES",
+    "BADGEQuery",
+    "BALDQuery",
+    "CentroidQuery",
+    "CoresetQuery",
+    "DropQuery",
+    "EntropyQuery",
+    "LeastConfidenceQuery",
+    "MarginQuery",
+    "PowerBALDQuery",
+    "ProbCoverQuery",
+    "QueryStrategy",
+    "RandomQuery",
+    "TypiClustQuery",
+    "check_random_state",
+    "make_strategy",
+]

@@ -1,0 +1,198 @@
+"""DropQuery on hand-built cases whose answer is known: threshold relaxation, random fill, candidates only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from raydq.head import LinearHead
+from raydq.pool.shard import (
+    LocalShard,
+    choose_threshold,
+    dropquery_over_shards,
+    n_above,
+)
+from raydq.strategies import MISSING_LABEL, DropQuery
+
+
+class PresetShard(LocalShard):
+    """A shard whose mismatch counts are set by the test instead of drawn."""
+
+    def __init__(self, X, selectable, preset):
+        super().__init__(X, selectable)
+        self.preset = np.asarray(preset, dtype=np.uint8)
+
+    def phase1(self, W, b, *, dropout, n_passes, seed):
+        self.counts = self.preset
+        return np.bincount(self.counts[self.selectable], minlength=n_passes + 1)
+
+
+class IdentityHead:
+    """transform = identity, so candidate embeddings are just the normalised features."""
+
+    def affine(self):
+        return np.zeros((2, 2), np.float32), np.zeros(2, np.float32)
+
+    def transform(self, X):
+        return np.asarray(X, np.float32)
+
+
+@pytest.mark.parametrize(
+    ("hist", "batch", "expected"),
+    [
+        ([900, 50, 30, 20], 2, 1),  # t = 1 has 50 = 25 x 2 above it: no relaxation
+        ([900, 60, 20, 20], 2, 0),  # t = 1 has 40 < 50 above it: relax to 0
+        ([900, 10, 5, 2], 2, 0),  # never enough: stops at 0
+        ([0, 0, 0, 100], 4, 1),  # plenty at the start
+        ([10, 10, 10, 10, 10, 100], 4, 2),  # M = 5 starts at 2
+    ],
+)
+def test_threshold_relaxation_known_answers(hist, batch, expected):
+    assert choose_threshold(np.array(hist), batch_size=batch, candidate_factor=25) == expected
+
+
+def test_threshold_options():
+    hist = np.array([900, 60, 20, 20])
+    assert choose_threshold(hist, batch_size=2, relax=False) == 1
+    assert choose_threshold(hist, batch_size=2, start=3) == 0
+    assert choose_threshold(hist, batch_size=1, candidate_factor=40) == 1
+    assert n_above(hist, 0) == 100 and n_above(hist, 2) == 20 and n_above(hist, 3) == 0
+    with pytest.raises(ValueError, match="threshold"):
+        choose_threshold(hist, batch_size=1, start=4)
+
+
+def _grid(n, d=4, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+
+
+def test_fewer_candidates_than_batch_takes_all_and_fills_at_random():
+    n, B = 200, 10
+    X = _grid(n)
+    selectable = np.ones(n, bool)
+    selectable[:20] = False  # labeled
+    counts = np.zeros(n, np.uint8)
+    uncertain = np.array([25, 60, 61, 150])  # 4 selectable rows with count 3; rows 0..19 also "uncertain" but labeled
+    counts[uncertain] = 3
+    counts[:20] = 3
+    res = dropquery_over_shards([PresetShard(X, selectable, counts)], IdentityHead(), batch_size=B, seed=1)
+    assert res.threshold == 0 and res.n_candidates == 4 and res.n_random == 6
+    assert set(uncertain) <= set(res.rows)
+    assert len(set(res.rows)) == B and selectable[res.rows].all()
+    again = dropquery_over_shards([PresetShard(X, selectable, counts)], IdentityHead(), batch_size=B, seed=2)
+    assert set(again.rows) - set(uncertain) != set(res.rows) - set(uncertain)  # the fill is random
+
+
+def test_enough_candidates_clusters_only_candidates_at_the_relaxed_threshold():
+    n, B = 1000, 4
+    X = _grid(n)
+    selectable = np.ones(n, bool)
+    counts = np.zeros(n, np.uint8)
+    counts[100:160] = 1  # 60 rows with count 1
+    counts[500:530] = 2  # 30 rows with count 2 (< 25 x 4 = 100 above t = 1), so t relaxes to 0: 90 candidates
+    res = dropquery_over_shards([PresetShard(X, selectable, counts)], IdentityHead(), batch_size=B, seed=0)
+    assert res.threshold == 0 and res.n_candidates == 90 and res.n_random == 0
+    assert np.isin(res.rows, np.r_[100:160, 500:530]).all() and len(set(res.rows)) == B
+
+
+def test_candidates_are_the_rows_nearest_the_kmeans_centroids():
+    """Candidates form B tight, far-apart groups: one pick per group, the member nearest the group's centre."""
+    B, per = 3, 40
+    rng = np.random.default_rng(0)
+    centres = np.eye(B, 8) * 5
+    cand = (np.repeat(centres, per, axis=0) + rng.normal(scale=0.05, size=(B * per, 8))).astype(np.float32)
+    X = np.concatenate([cand, rng.normal(size=(500, 8)).astype(np.float32)])
+    counts = np.r_[np.full(B * per, 3), np.zeros(500)].astype(np.uint8)
+    res = dropquery_over_shards(
+        [PresetShard(X, np.ones(len(X), bool), counts)], IdentityHead(), batch_size=B, candidate_factor=1, seed=0
+    )
+    assert sorted(res.rows // per) == [0, 1, 2]
+    Z = cand / np.linalg.norm(cand, axis=1, keepdims=True)
+    for r in res.rows:
+        g = Z[(r // per) * per : (r // per + 1) * per]
+        assert r % per in np.argsort(np.linalg.norm(g - g.mean(0), axis=1))[:3]
+
+
+def test_without_random_fill_the_whole_selectable_pool_is_clustered():
+    X = _grid(300)
+    counts = np.zeros(300, np.uint8)
+    counts[:2] = 3
+    res = dropquery_over_shards(
+        [PresetShard(X, np.ones(300, bool), counts)], IdentityHead(), batch_size=5, random_fill=False, seed=0
+    )
+    assert res.n_random == 0 and res.n_candidates == 300 and len(set(res.rows)) == 5
+
+
+def _voting_pool(n_certain=400, n_balanced=30, d=64, seed=0):
+    """Every feature votes for class 0 with weight +1 (class 1: -1). Certain rows are all +1, so a dropout pass flips
+    them only if all 64 features are dropped (0.75**64 ≈ 1e-8). Balanced rows sum to +1 and flip about half the time.
+    """
+    rng = np.random.default_rng(seed)
+    certain = np.ones((n_certain, d), np.float32)
+    balanced = np.tile(np.r_[np.ones(d // 2 + 1), -np.ones(d // 2 - 1)], (n_balanced, 1)).astype(np.float32)
+    balanced = np.array([rng.permutation(r) for r in balanced]) * 0.5 + 0.25 * (1 / d)
+    X = np.concatenate([certain, balanced.astype(np.float32)])
+
+    class VotingHead:
+        def affine(self):
+            W = np.zeros((d, 2), np.float32)
+            W[:, 0], W[:, 1] = 1.0, -1.0
+            return W, np.zeros(2, np.float32)
+
+        def transform(self, X):
+            return np.asarray(X, np.float32)
+
+    return X, VotingHead()
+
+
+def test_real_dropout_never_picks_a_row_no_pass_can_flip():
+    X, head = _voting_pool()
+    y = np.full(len(X), MISSING_LABEL)
+    for seed in range(3):
+        q = DropQuery(candidate_factor=1, random_state=seed)
+        chosen = q.query(X, y, batch_size=5, head=head)
+        assert (chosen >= 400).all()  # only balanced rows disagree with y* under dropout
+        assert q.last_result_.n_random == 0
+
+
+def test_real_dropout_fill_when_too_few_rows_can_flip():
+    X, head = _voting_pool(n_balanced=3)
+    y = np.full(len(X), MISSING_LABEL)
+    q = DropQuery(random_state=0)
+    chosen = q.query(X, y, batch_size=8, head=head)
+    r = q.last_result_
+    assert r.threshold == 0 and r.n_candidates <= 3 and r.n_random == 8 - r.n_candidates
+    assert (chosen >= 400).sum() >= r.n_candidates
+    assert len(set(chosen)) == 8
+
+
+def test_labeled_and_excluded_rows_are_never_candidates():
+    X, head = _voting_pool()
+    y = np.full(len(X), MISSING_LABEL)
+    y[400:410] = 0
+    exclude = np.zeros(len(X), bool)
+    exclude[410:420] = True
+    chosen = DropQuery(candidate_factor=1, random_state=0).query(X, y, batch_size=5, head=head, exclude=exclude)
+    assert (chosen >= 420).all()
+
+
+def test_dropquery_parameters_are_validated_with_their_names():
+    X, head = _voting_pool()
+    y = np.full(len(X), MISSING_LABEL)
+    for params, name in [({"dropout": 1.0}, "dropout"), ({"n_passes": 0}, "n_passes"), ({"threshold": 9}, "threshold")]:
+        with pytest.raises(ValueError, match=name):
+            DropQuery(**params).query(X, y, batch_size=2, head=head)
+
+
+def test_dropquery_with_a_trained_head_prefers_the_boundary():
+    """Two blobs and a band of points between them: the uncertain band is where DropQuery looks."""
+    rng = np.random.default_rng(0)
+    d = 32
+    a = rng.normal(size=(400, d)) + 4
+    b = rng.normal(size=(400, d)) - 4
+    band = rng.normal(scale=0.5, size=(60, d))
+    X = np.concatenate([a, b, band]).astype(np.float32)
+    y = np.full(len(X), MISSING_LABEL)
+    y[:5], y[400:405] = 0, 1
+    head = LinearHead(2, random_state=0).fit(X[np.r_[0:5, 400:405]], y[np.r_[0:5, 400:405]])
+    chosen = DropQuery(candidate_factor=1, random_state=0).query(X, y, batch_size=6, head=head)
+    assert (chosen >= 800).mean() >= 0.8
