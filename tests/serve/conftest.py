@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.helpers import free_port, write_store
+from tests.serve.helpers import free_port, service_args, write_store
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -34,23 +34,8 @@ def strategies() -> tuple[str, str]:
 
 @pytest.fixture
 def make_args(embedding_store, strategies):
-    from raydq.serve.config import ServeArgs
-
-    def make(database_url: str, **overrides) -> ServeArgs:
-        values = {
-            "embeddings": str(embedding_store),
-            "database_url": database_url,
-            "default_strategy": strategies[0],
-            "cold_start": strategies[1],
-            "retrain_delay_s": 0.05,
-            "api_token_env": None,
-            "max_batch_size": 64,
-            "max_labels_per_request": 100,
-            "max_body_bytes": 64 * 1024,
-            "head_params": {"max_epochs": 60},
-        }
-        values.update(overrides)
-        return ServeArgs.model_validate(values)
+    def make(database_url: str, **overrides):
+        return service_args(embedding_store, database_url, strategies, **overrides)
 
     return make
 

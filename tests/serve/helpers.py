@@ -13,6 +13,26 @@ N_ITEMS = 240
 DIM = 16
 
 
+def service_args(embeddings: Path, database_url: str, strategies: tuple[str, str], **overrides):
+    """ServeArgs for tests: small limits, quick retraining, no token unless given."""
+    from raydq.serve.config import ServeArgs
+
+    values = {
+        "embeddings": str(embeddings),
+        "database_url": database_url,
+        "default_strategy": strategies[0],
+        "cold_start": strategies[1],
+        "retrain_delay_s": 0.05,
+        "api_token_env": None,
+        "max_batch_size": 64,
+        "max_labels_per_request": 100,
+        "max_body_bytes": 64 * 1024,
+        "head_params": {"max_epochs": 60},
+    }
+    values.update(overrides)
+    return ServeArgs.model_validate(values)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
