@@ -248,6 +248,12 @@ MISTAKES: list[Mistake] = [
         "jobs is not copied",
         lambda p: _dockerfile(p, "COPY --chown=ray:users jobs ./jobs", ""),
     ),
+    Mistake(
+        "dockerignore-drops-jobs",
+        "dockerfile",
+        "'jobs/' keeps jobs",
+        lambda p: setattr(p, "dockerignore", p.dockerignore + "jobs/\n"),
+    ),
     # import_path and entrypoint exist in the repository
     Mistake(
         "import-path-attribute-missing",

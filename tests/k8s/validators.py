@@ -49,6 +49,7 @@ class Project:
     manifest_texts: dict[str, str]
     docs: dict[str, list[dict[str, Any]]]
     dockerfile: str
+    dockerignore: str
     pyproject: dict[str, Any]
     serve_config: dict[str, Any] | None
     readme: str
@@ -64,6 +65,7 @@ class Project:
             manifest_texts=texts,
             docs={name: _load_all(name, text) for name, text in texts.items()},
             dockerfile=(root / "Dockerfile").read_text(),
+            dockerignore=(root / ".dockerignore").read_text() if (root / ".dockerignore").exists() else "",
             pyproject=tomllib.loads((root / "pyproject.toml").read_text()),
             serve_config=yaml.safe_load(serve_path.read_text()) if serve_path.exists() else None,
             readme=readme.read_text() if readme.exists() else "",
@@ -392,7 +394,31 @@ def check_dockerfile(project: Project) -> None:
             problems.append(f"Dockerfile: {needed} is not copied into the image")
     if not dockerfile_workdir(project.dockerfile):
         problems.append("Dockerfile: no WORKDIR, so the image's path of jobs/embed.py is undefined")
+    for source in sorted(copied - {"."}):
+        pattern = _ignored_by(project.dockerignore, source)
+        if pattern:
+            problems.append(f".dockerignore: {pattern!r} keeps {source}, which the Dockerfile copies, out of the image")
     _raise(problems)
+
+
+def _ignored_by(dockerignore: str, path: str) -> str | None:
+    """The last .dockerignore pattern that decides `path` (or a parent folder of it) is excluded, if any."""
+    from fnmatch import fnmatch
+
+    decision = None
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for raw in dockerignore.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").strip("/")
+        if pattern.startswith("**/"):
+            pattern = pattern[3:]
+        if any(fnmatch(prefix, pattern) for prefix in prefixes):
+            decision = None if negate else line
+    return decision
 
 
 def module_defines(root: Path, import_path: str) -> str | None:
