@@ -95,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     truth = dict(zip(pool.ids, pool.labels, strict=True))  # the simulated annotator's knowledge, never the service's
 
     port = args.port or free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    quiet = {"enable_access_log": False, "log_level": "WARNING"}  # the demo prints its own lines
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=quiet)
     serve.run(
         build_app(ServeArgs(embeddings=str(pool_dir), database_url=f"sqlite:///{db_dir / 'labels.db'}",
                             default_strategy=args.strategy, cold_start="centroid", classes=classes)),
-        name="raydq", route_prefix="/",
+        name="raydq", route_prefix="/", logging_config=quiet,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     print(f"[serve] labeling service at {url} (OpenAPI docs at {url}/docs)")
