@@ -8,6 +8,10 @@ import threading
 import httpx
 import numpy as np
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis.generation.modes import GenerationMode
 
 from raydq.labels import LabelStore
 from raydq.pool.store import load_pool
@@ -140,6 +144,7 @@ def test_restart_keeps_labels_and_leases_then_token_auth(service, serve_http):
     token_file.write_text("tok-" + "x" * 40)
     deploy(args.model_copy(update={"api_token_file": str(token_file)}))
     auth = {"authorization": f"Bearer {token_file.read_text()}"}
+    service["auth"] = auth
     wait_for(lambda: c.get("/healthz").status_code == 200, timeout=120, what="the restarted app")
 
     after = c.get("/status", headers=auth).json()
@@ -157,3 +162,32 @@ def test_restart_keeps_labels_and_leases_then_token_auth(service, serve_http):
     fresh = c.post("/select_batch", json={"batch_size": 30}, headers=auth).json()["items"]
     assert not leased & {x["id"] for x in fresh}  # leases from before the restart are still live
     store.close()
+
+
+def test_schema_fuzz_finds_no_server_error(service):
+    """Property-based requests built from the served OpenAPI schema, valid and invalid by it, never get a 5xx.
+
+    schemathesis generates the cases; hypothesis drives them directly (schemathesis's own pytest plugin does not
+    load under pytest 9)."""
+    auth = service.get("auth", {})
+    schema = schemathesis.openapi.from_url(service["url"] + "/openapi.json", headers=auth)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/select_batch", "/update_labels", "/release_batch", "/status", "/model"}
+    strategy = st.one_of([op.as_strategy(generation_mode=mode) for op in operations for mode in GenerationMode])
+    seen: dict[str, int] = {}
+
+    @given(case=strategy)
+    @settings(
+        max_examples=250,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    )
+    def fuzz(case) -> None:
+        response = case.call(headers=auth, timeout=60)
+        seen[case.path] = seen.get(case.path, 0) + 1
+        assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:500]}"
+
+    fuzz()
+    assert len(seen) >= 5 and sum(seen.values()) >= 200, seen
