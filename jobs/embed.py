@@ -13,8 +13,6 @@ import os
 import sys
 import typing
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local single-machine runs; a cluster's own setting wins
-
 
 def _flag_type(annotation: typing.Any):
     args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
@@ -56,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import ray
 
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local single-machine run; a cluster's own setting wins
     ray.init()  # RAY_ADDRESS set (ray job submit, RayJob): join that cluster; otherwise start a local one
     summary = run_embed(config)
     return 0 if summary.images or summary.skipped or not summary.failures else 1
