@@ -44,13 +44,16 @@ def test_deterministic_under_a_seed_and_different_across_seeds():
     assert not np.array_equal(a.coef_, c.coef_)
 
 
-def test_fit_leaves_the_global_torch_rng_alone():
+def test_fit_leaves_the_global_rngs_alone():
     X, y = _blobs()
     torch.manual_seed(123)
-    expected = torch.rand(3)
+    np.random.seed(123)
+    expected = torch.rand(3), np.random.random(3)
     torch.manual_seed(123)
+    np.random.seed(123)
     LinearHead(3, random_state=0).fit(X, y)
-    assert torch.equal(torch.rand(3), expected)
+    assert torch.equal(torch.rand(3), expected[0])
+    np.testing.assert_array_equal(np.random.random(3), expected[1])
 
 
 def test_affine_map_equals_batchnorm_then_linear():
@@ -114,3 +117,48 @@ def test_bad_labels_and_unfitted_use_raise():
         LinearHead(2).fit(X, y)  # label 2 outside [0, 2)
     with pytest.raises(ValueError, match="not fitted"):
         LinearHead(3).predict(X)
+
+
+def test_hand_written_gradients_match_torch_autograd():
+    from raydq.head.linear import _cross_entropy_grads
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(7, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 7)
+    W = rng.normal(size=(3, 5)).astype(np.float32)
+    b = rng.normal(size=3).astype(np.float32)
+    loss, gW, gb = _cross_entropy_grads(z, np.eye(3, dtype=np.float32)[y], W, b)
+    Wt = torch.from_numpy(W).requires_grad_()
+    bt = torch.from_numpy(b).requires_grad_()
+    ref = torch.nn.functional.cross_entropy(torch.from_numpy(z) @ Wt.T + bt, torch.from_numpy(y))
+    ref.backward()
+    assert loss == pytest.approx(float(ref), rel=1e-5)
+    np.testing.assert_allclose(gW, Wt.grad.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gb, bt.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_adamw_steps_match_torch():
+    from raydq.head.linear import _AdamW
+
+    rng = np.random.default_rng(1)
+    p = rng.normal(size=(4, 3)).astype(np.float32)
+    pt = torch.from_numpy(p.copy()).requires_grad_()
+    opt = _AdamW([p], lr=1e-2, weight_decay=1e-2)
+    ref = torch.optim.AdamW([pt], lr=1e-2, weight_decay=1e-2)
+    for _ in range(5):
+        g = rng.normal(size=(4, 3)).astype(np.float32)
+        opt.step([g])
+        pt.grad = torch.from_numpy(g)
+        ref.step()
+    np.testing.assert_allclose(p, pt.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_batchnorm_statistics_match_torch_in_training_mode():
+    """Without dropout, one epoch's running statistics equal torch's BatchNorm1d update."""
+    X, y = _blobs()
+    head = LinearHead(3, dropout=0.0, max_epochs=1, random_state=0).fit(X, y)
+    bn = torch.nn.BatchNorm1d(X.shape[1], affine=False)
+    bn.train()
+    bn(torch.from_numpy(X))
+    np.testing.assert_allclose(head.running_mean_, bn.running_mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(head.running_var_, bn.running_var.numpy(), rtol=1e-5, atol=1e-6)

@@ -65,8 +65,9 @@ def keep_mask(rng: np.random.Generator, n_rows: int, n_cols: int, keep_prob: flo
     return mask[:, :n_cols] if n_cols != words_per_row * 64 else mask
 
 
-def _blas_single_thread():
-    """Single-threaded BLAS while our own threads split the rows (avoids oversubscribing the cores)."""
+def single_thread_blas():
+    """Single-threaded BLAS within the block: for our own row threads (no oversubscription) and for small problems
+    that a BLAS thread pool only slows down."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # without threadpoolctl BLAS keeps its threads; results are the same, only slower
@@ -134,7 +135,7 @@ def map_dropout_chunks(
     if threads == 1:
         run(0)
         return
-    with _blas_single_thread(), ThreadPoolExecutor(threads) as pool:
+    with single_thread_blas(), ThreadPoolExecutor(threads) as pool:
         for f in [pool.submit(run, w) for w in range(threads)]:
             f.result()
 

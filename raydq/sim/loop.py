@@ -1,0 +1,93 @@
+"""The paper's active-learning protocol with an oracle that answers from known labels.
+
+Round 0: a cold start picks ``initial_budget`` rows; rounds 1..n_rounds: a fresh head is trained on the labels so far
+and the query strategy picks ``per_round`` more. After every round a fresh head is trained and scored on the test
+split. Selection never sees the true labels of unlabeled rows: the oracle reveals a label only once its row is picked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from raydq.head import LinearHead
+from raydq.strategies import MISSING_LABEL, STRATEGIES, make_strategy
+
+
+@dataclass(frozen=True)
+class StrategyPair:
+    """``cold>query``: the cold start for round 0 and the query for later rounds (one name means both)."""
+
+    cold: str
+    query: str
+
+    @classmethod
+    def parse(cls, spec: str) -> StrategyPair:
+        parts = [p.strip() for p in spec.split(">")]
+        if len(parts) == 1:
+            parts = parts * 2
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(f"strategy {spec!r} must look like 'cold>query', e.g. 'centroid>dropquery'")
+        for name in parts:
+            if name not in STRATEGIES:
+                raise ValueError(f"unknown strategy {name!r} in {spec!r}; choose from {sorted(STRATEGIES)}")
+        if STRATEGIES[parts[0]].needs_head:
+            raise ValueError(f"{parts[0]!r} needs a head and cannot be a cold start (in {spec!r})")
+        return cls(*parts)
+
+    def __str__(self) -> str:
+        return f"{self.cold}>{self.query}"
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    strategy: str
+    seed: int
+    round: int
+    labeled: int
+    test_accuracy: float
+    query_seconds: float
+
+
+def run_one(
+    pair: StrategyPair,
+    seed: int,
+    *,
+    X: np.ndarray,
+    y_true: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    n_rounds: int = 20,
+    initial_budget: int | None = None,
+    per_round: int | None = None,
+    head_params: dict | None = None,
+    on_round: Callable[[RoundResult], None] | None = None,
+) -> Iterator[RoundResult]:
+    """Yield one ``RoundResult`` per round 0..n_rounds for one strategy pair and seed."""
+    initial_budget = n_classes if initial_budget is None else initial_budget
+    per_round = n_classes if per_round is None else per_round
+    if initial_budget + n_rounds * per_round > len(X):
+        raise ValueError(f"the pool has {len(X)} rows, fewer than the {initial_budget + n_rounds * per_round} asked")
+    rng = np.random.default_rng([seed, 0xA1])
+    y = np.full(len(X), MISSING_LABEL, dtype=np.int64)
+    cold = make_strategy(pair.cold, random_state=rng)
+    query = make_strategy(pair.query, random_state=rng)
+    head = None
+    for r in range(n_rounds + 1):
+        strategy, budget = (cold, initial_budget) if r == 0 else (query, per_round)
+        t0 = time.perf_counter()
+        chosen = strategy.query(X, y, batch_size=budget, head=head if strategy.needs_head else None)
+        seconds = time.perf_counter() - t0
+        y[chosen] = y_true[chosen]  # the oracle answers
+        labeled = y != MISSING_LABEL
+        params = {**(head_params or {}), "random_state": int(seed) * 1000 + r}
+        head = LinearHead(n_classes, **params).fit(X[labeled], y[labeled])
+        acc = float((head.predict(X_test) == y_test).mean())
+        result = RoundResult(str(pair), int(seed), r, int(labeled.sum()), acc, seconds)
+        if on_round is not None:
+            on_round(result)
+        yield result
