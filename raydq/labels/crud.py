@@ -107,6 +107,16 @@ def current_labels(*, session: Session) -> tuple[int, dict[str, str]]:
     return revision, {item_id: label for item_id, label in rows}
 
 
+def labels_since(*, session: Session, revision: int) -> list[tuple[str, str, int]]:
+    """``(item_id, label, revision)`` of every label changed after ``revision``.
+
+    Label writers hold the revision row's lock until they commit, so revisions commit in order and a reader that
+    has applied everything up to r misses nothing by asking for what came after r.
+    """
+    rows = session.execute(select(Label.item_id, Label.label, Label.revision).where(Label.revision > revision))
+    return [(i, lab, r) for i, lab, r in rows]
+
+
 def get_label(*, session: Session, item_id: str) -> LabelPublic | None:
     row = session.get(Label, item_id)
     return LabelPublic.model_validate(row) if row is not None else None

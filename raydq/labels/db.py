@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from raydq.labels.models import Base, Meta
@@ -99,7 +99,7 @@ def init_db(db: Database) -> None:
                 if session.get(Meta, Meta.LABELS_REVISION) is None:
                     session.add(Meta(key=Meta.LABELS_REVISION, value=0))
             return
-        except (IntegrityError, ProgrammingError):
+        except (IntegrityError, OperationalError, ProgrammingError):
             if attempt == 2:
                 raise
 

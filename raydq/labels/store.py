@@ -50,6 +50,10 @@ class LabelStore:
         with self.db.read_session() as s, s.begin():
             return crud.current_labels(session=s)
 
+    def labels_since(self, revision: int) -> list[tuple[str, str, int]]:
+        with self.db.read_session() as s, s.begin():
+            return crud.labels_since(session=s, revision=revision)
+
     def revision(self) -> int:
         with self.db.read_session() as s, s.begin():
             return crud.labels_revision(session=s)

@@ -188,13 +188,16 @@ def create_app(
     @app.post("/select_batch", response_model=SelectBatchResponse, responses=_ERRORS, tags=["labeling"])
     async def select_batch(req: SelectBatchRequest) -> SelectBatchResponse:
         """Choose ``batch_size`` unlabeled items with the newest head and lease them to the caller."""
-        return await backend.select_batch(req)
+        result = await backend.select_batch(req)
+        metrics.model_version(result.model_version)
+        return result
 
     @app.post("/update_labels", response_model=UpdateLabelsResponse, responses=_ERRORS, tags=["labeling"])
     async def update_labels(req: UpdateLabelsRequest) -> UpdateLabelsResponse:
         """Store labels, all or nothing; the answer comes after the commit. Same label twice = one label."""
         result = await backend.update_labels(req)
         metrics.labels_stored(created=result.created, updated=result.updated)
+        metrics.model_version(result.model_version)
         return result
 
     @app.post("/release_batch", response_model=ReleaseBatchResponse, responses=_ERRORS, tags=["labeling"])

@@ -97,8 +97,10 @@ class HeadTrainer:
             delay_s=parsed.retrain_delay_s,
         )
 
-    async def notify(self, revision: int) -> None:
+    async def notify(self, revision: int) -> int:
+        """Labels reached ``revision``; returns the model version served now."""
         self.core.notify(revision)
+        return self.core.snapshot().version
 
     async def head(self) -> HeadSnapshot:
         return self.core.snapshot()
@@ -146,9 +148,8 @@ class Api:
         from raydq.serve.service import make_update_response
 
         counts = _raise_if_error(await self.selector.update_labels.remote(req))
-        await self.trainer.notify.remote(counts.revision)
-        head: HeadSnapshot = await self.trainer.head.remote()
-        return make_update_response(counts, head.version)
+        version = await self.trainer.notify.remote(counts.revision)
+        return make_update_response(counts, version)
 
     async def release_batch(self, req: ReleaseBatchRequest) -> ReleaseBatchResponse:
         return _raise_if_error(await self.selector.release_batch.remote(req))

@@ -82,29 +82,31 @@ class SelectorCore:
                 raise ValueError(f"strategy {name!r} is not registered; choose one of {sorted(STRATEGIES)}")
         self._select_lock = threading.Lock()
         self._mirror_lock = threading.Lock()
-        self._revision = -1
+        self._revision = 0  # nothing applied yet: every stored label has revision >= 1
         self._y = np.full(len(self.pool), MISSING_LABEL, dtype=np.int64)
         self._foreign = np.zeros(len(self.pool), dtype=bool)  # labeled, but with a class not configured now
         self._head_cache: tuple[int, Any] = (-1, None)
         self.refresh_labels()
 
     # -- the label mirror --------------------------------------------------------------------------------------------
-    def refresh_labels(self, *, force: bool = False) -> int:
-        """Re-read the labels when the stored revision moved; returns the revision the mirror holds."""
+    def refresh_labels(self) -> int:
+        """Apply the labels changed since the mirror's revision (cheap when nothing changed); returns the revision
+        the mirror holds."""
         with self._mirror_lock:
-            if not force and self.store.revision() == self._revision:
+            if self.store.revision() == self._revision:
                 return self._revision
-            revision, labels = self.store.current_labels()
-            y = np.full(len(self.pool), MISSING_LABEL, dtype=np.int64)
-            foreign = np.zeros(len(self.pool), dtype=bool)
-            known = [i for i in labels if self.pool.contains(i)]
+            changed = self.store.labels_since(self._revision)
+            known = [(i, lab) for i, lab, _ in changed if self.pool.contains(i)]
             if known:
-                rows = self.pool.index_of(known)
-                codes = np.fromiter((self._class_index.get(labels[i], -2) for i in known), np.int64, len(known))
-                y[rows[codes >= 0]] = codes[codes >= 0]
-                foreign[rows[codes < 0]] = True
-            self._y, self._foreign, self._revision = y, foreign, revision
-            return revision
+                rows = self.pool.index_of([i for i, _ in known])
+                codes = np.fromiter((self._class_index.get(lab, -2) for _, lab in known), np.int64, len(known))
+                y, foreign = self._y.copy(), self._foreign.copy()  # readers keep a consistent pair meanwhile
+                y[rows] = np.where(codes >= 0, codes, MISSING_LABEL)
+                foreign[rows] = codes < 0
+                self._y, self._foreign = y, foreign
+            if changed:
+                self._revision = max(r for _, _, r in changed)
+            return self._revision
 
     def training_set(self) -> TrainingSet:
         self.refresh_labels()

@@ -187,3 +187,25 @@ def test_token_required_and_nothing_written(make_args, tmp_path, pool):
         assert c.post("/update_labels", json={"labels": true_labels(pool, ids[:2])}, headers=ok).status_code == 200
         assert store.count_labels() == 2
         store.close()
+
+
+def test_label_mirror_follows_relabels_and_foreign_classes(make_args, tmp_path, pool):
+    """The selector applies only what changed since its revision; relabels move an item's class, and a label with a
+    class that is not configured (an old class list) keeps the item out of selection and training."""
+    from raydq.labels import LabelIn
+    from raydq.serve.schemas import SelectBatchRequest
+    from raydq.serve.selector import SelectorCore
+
+    args = make_args(f"sqlite:///{tmp_path / 'l.db'}", max_batch_size=N_ITEMS)
+    core = SelectorCore(args)
+    ids = [str(i) for i in pool.ids]
+    core.store.apply_labels([LabelIn(id=ids[0], label=CLASSES[0]), LabelIn(id=ids[1], label=CLASSES[1])])
+    assert core.training_set().y.tolist() == [0, 1]
+    core.store.apply_labels([LabelIn(id=ids[1], label=CLASSES[2]), LabelIn(id=ids[2], label="retired-class")])
+    data = core.training_set()
+    assert data.y.tolist() == [0, 2] and data.revision == core.store.revision()
+    counts = core.counts()
+    assert counts["labeled"] == 3 and counts["unlabeled_available"] == N_ITEMS - 3
+    chosen = core.select_batch(SelectBatchRequest(batch_size=N_ITEMS - 3, strategy="random"))
+    assert not {x.id for x in chosen.items} & set(ids[:3])
+    core.store.close()
