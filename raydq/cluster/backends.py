@@ -53,11 +53,13 @@ class _KmeansBase:
     """Shared surface; subclasses implement ``_train(x, init)`` returning the centroids.
 
     Like faiss, training uses at most ``max_points_per_centroid * k`` rows (a seeded uniform sample): beyond that
-    more points barely move the centroids and only cost time.
+    more points barely move the centroids and only cost time. k-means++ seeding runs on a smaller sample
+    (``seeding_points_per_centroid * k`` rows), since it makes k sequential passes over its input.
     """
 
     name = "base"
     max_points_per_centroid = 256
+    seeding_points_per_centroid = 32
 
     def __init__(self, d: int, k: int, *, niter: int = 25, seed: int = 1234) -> None:
         if k < 1:
@@ -76,7 +78,10 @@ class _KmeansBase:
         if len(x) > self.max_points_per_centroid * self.k:
             rows = np.sort(rng.choice(len(x), self.max_points_per_centroid * self.k, replace=False))
             sample = x[rows]
-        init = kmeans_plusplus(sample, self.k, rng)
+        seed_rows = sample
+        if len(sample) > self.seeding_points_per_centroid * self.k:  # k-means++ is k sequential passes: keep it small
+            seed_rows = sample[rng.choice(len(sample), self.seeding_points_per_centroid * self.k, replace=False)]
+        init = kmeans_plusplus(seed_rows, self.k, rng)
         self.centroids = _as_f32(self._train(sample, init))
         return float(self.assign(x)[0].sum())
 

@@ -97,11 +97,15 @@ def choose_threshold(
 
 
 # -- phase 2 ------------------------------------------------------------------------------------------------------
-def normalised_embedding(head: Any, X: np.ndarray) -> np.ndarray:
-    """The head's standardised (BatchNorm-output) embedding of ``X``, each row scaled to unit L2 norm."""
-    Z = np.asarray(head.transform(X), dtype=np.float32)
-    norms = np.linalg.norm(Z, axis=1, keepdims=True)
-    return Z / np.maximum(norms, np.float32(1e-12))
+def normalised_embedding(head: Any, X: np.ndarray, rows: np.ndarray, *, chunk: int = 8192) -> np.ndarray:
+    """The head's standardised (BatchNorm-output) embedding of ``X[rows]``, each row scaled to unit L2 norm; built
+    chunk by chunk into one output array, so memory beyond the result stays O(chunk)."""
+    out = np.empty((len(rows), X.shape[1]), dtype=np.float32)
+    for s in range(0, len(rows), chunk):
+        Z = np.asarray(head.transform(X[rows[s : s + chunk]]), dtype=np.float32)
+        Z /= np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), np.float32(1e-12))
+        out[s : s + len(Z)] = Z
+    return out
 
 
 def phase2_candidates(
@@ -123,7 +127,7 @@ def phase2_candidates(
     rows = np.flatnonzero(selectable & (counts > threshold))
     if keep_fraction < 1.0:
         rows = rows[row_uniforms(seed, rows + row_offset) < keep_fraction]
-    return rows + row_offset, normalised_embedding(head, X[rows])
+    return rows + row_offset, normalised_embedding(head, X, rows)
 
 
 def random_fill_keys(
@@ -260,15 +264,18 @@ def dropquery_over_shards(
         return DropQueryResult(np.concatenate([*rows, fill]).astype(np.int64), t, n_cand, need)
     cap = max_candidates if max_candidates is not None else MAX_POINTS_PER_CENTROID * batch_size
     keep_fraction = min(1.0, cap / n_cand)
-    parts = [s.candidates(t, head, keep_fraction=keep_fraction, seed=sample_seed) for s in shards]
-    rows = np.concatenate([p[0] for p in parts]).astype(np.int64)
-    Z = np.concatenate([p[1] for p in parts])
+    rows, Z = _gather([s.candidates(t, head, keep_fraction=keep_fraction, seed=sample_seed) for s in shards])
     if len(rows) < batch_size:  # thinning left too few (only possible for a tiny cap): keep every candidate
-        parts = [s.candidates(t, head, keep_fraction=1.0, seed=sample_seed) for s in shards]
-        rows = np.concatenate([p[0] for p in parts]).astype(np.int64)
-        Z = np.concatenate([p[1] for p in parts])
+        rows, Z = _gather([s.candidates(t, head, keep_fraction=1.0, seed=sample_seed) for s in shards])
     picked = cluster_pick(Z, batch_size, seed=kmeans_seed, niter=kmeans_niter)
     return DropQueryResult(rows[picked], t, n_cand, 0)
+
+
+def _gather(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Join the shards' (rows, embeddings); one shard's arrays are used as they are (no copy)."""
+    if len(parts) == 1:
+        return parts[0][0].astype(np.int64, copy=False), parts[0][1]
+    return np.concatenate([p[0] for p in parts]).astype(np.int64), np.concatenate([p[1] for p in parts])
 
 
 def split_into_shards(
