@@ -13,8 +13,10 @@ import logging
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel
 
 from raydq.data.sources import DecodeSpec, plan_source
@@ -90,6 +92,40 @@ def plan_actors(config: EmbedConfig, cluster: dict[str, float], single_node: boo
     return ActorLayout(actors=actors, num_gpus=0.0, num_cpus=num_cpus, torch_threads=threads, device="cpu")
 
 
+def _embed_stage(ds, config: EmbedConfig, layout: ActorLayout):
+    """The actor-pool stage. The explicit scheduling strategy keeps Ray Data from fusing the decode tasks into the
+    actor (fusion needs identical remote args), so decoding stays on CPU tasks, pipelined with the forward passes."""
+    import ray
+
+    with warnings.catch_warnings():  # scheduling_strategy as a plain remote arg is deprecated after the pinned 2.60
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ds.map_batches(
+            EmbedActor,
+            fn_constructor_kwargs={
+                "spec": config.model,
+                "device": layout.device,
+                "torch_threads": layout.torch_threads,
+            },
+            batch_size=config.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=layout.actors),
+            num_gpus=layout.num_gpus or None,
+            num_cpus=layout.num_cpus,
+            scheduling_strategy="DEFAULT",
+        )
+
+
+def _first_sightings(ids: np.ndarray, ok: np.ndarray, seen: set[str]):
+    """True for each id not seen before (in the store or earlier in this run); good ids are marked as seen."""
+    for item_id, good in zip(ids, ok, strict=True):
+        if item_id in seen:
+            yield False
+        else:
+            if good:
+                seen.add(item_id)
+            yield True
+
+
 def _progress(total: int | None, enabled: bool):
     from tqdm import tqdm
 
@@ -137,29 +173,23 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     writer = ShardWriter(output, dim=dim, dtype=config.dtype, rows_per_shard=config.rows_per_shard)
     failures = FailureReport(output)
     ds = plan.dataset()
+    seen = set(done)
     todo = None if plan.total is None else plan.total - plan.skipped
     try:
         if ds is not None:
             nodes = [n for n in ray.nodes() if n.get("Alive")]
             layout = plan_actors(config, ray.cluster_resources(), single_node=len(nodes) <= 1)
             log.info("embed actors: %s", layout)
-            ds = ds.map_batches(
-                EmbedActor,
-                fn_constructor_kwargs={
-                    "spec": config.model, "device": layout.device, "torch_threads": layout.torch_threads,
-                },
-                batch_size=config.batch_size,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=layout.actors),
-                num_gpus=layout.num_gpus or None,
-                num_cpus=layout.num_cpus,
-            )  # fmt: skip
+            ds = _embed_stage(ds, config, layout)
             with _progress(todo, config.progress) as bar:
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-                    errors = batch["error"]
+                    errors, ids = batch["error"], batch["id"]
                     ok = errors == ""
-                    writer.add(batch["id"][ok], batch["embedding"][ok], batch["uri"][ok], batch["label"][ok])
-                    for n in (~ok).nonzero()[0]:
+                    # one row per id: byte sources may hold the same image twice (same content hash)
+                    new = np.fromiter(_first_sightings(ids, ok, seen), dtype=bool, count=len(ids))
+                    keep = ok & new
+                    writer.add(ids[keep], batch["embedding"][keep], batch["uri"][keep], batch["label"][keep])
+                    for n in np.flatnonzero(~ok & new):
                         uri = batch["uri"][n]
                         failures.add(str(batch["id"][n]), None if uri is None else str(uri), str(errors[n]))
                     bar.update(len(errors))

@@ -38,7 +38,7 @@ def good_images() -> dict[str, bytes]:
 
 def bad_images() -> dict[str, bytes]:
     """name -> bytes of files the job must report and skip (the size cap is exercised with max_pixels)."""
-    jpeg = encode(rgb(9, (64, 64)), "JPEG")
+    jpeg = encode(rgb(9, (48, 40)), "JPEG")
     return {
         "empty.png": b"",
         "not_an_image.jpg": b"this is a text file with an image extension\n",
