@@ -70,7 +70,7 @@ class HeadTrainerCore:
         else:
             self._snapshot = HeadSnapshot(version=store.max_head_version())
         self._wanted = store.revision()
-        self._attempted = self._snapshot.revision
+        self._attempted = max(self._snapshot.revision, 0)  # revision 0: no labels, nothing to train
         self._state = "idle"
         self._task: asyncio.Task | None = None
         self._last_error: str | None = None
