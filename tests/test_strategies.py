@@ -138,3 +138,17 @@ def test_uncertainty_scores_rank_as_defined():
     assert make_strategy("entropy").query(X, y, batch_size=1, head=head)[0] == 1
     assert make_strategy("least_confidence").query(X, y, batch_size=1, head=head)[0] == 1
     assert make_strategy("margin").query(X, y, batch_size=1, head=head)[0] == 2
+
+
+def test_probcover_reuses_its_graph_without_changing_answers(pool):
+    from raydq.strategies import representative
+
+    X, y, exclude, _ = pool
+    representative._GRAPH_CACHE.clear()
+    first = make_strategy("probcover", random_state=2).query(X, y, batch_size=8, exclude=exclude)
+    key = representative._GRAPH_CACHE["key"]
+    again = make_strategy("probcover", random_state=2).query(X, y, batch_size=8, exclude=exclude)
+    assert representative._GRAPH_CACHE["key"] == key
+    np.testing.assert_array_equal(first, again)
+    make_strategy("probcover", random_state=2).query(X[:300], y[:300], batch_size=8)
+    assert representative._GRAPH_CACHE["key"] != key  # another pool, another graph

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -47,11 +48,13 @@ def completed_runs(results: Iterable[RoundResult], n_rounds: int) -> set[tuple[s
 
 
 def append_results(path: str | Path, rows: list[RoundResult]) -> None:
-    """Append one finished run (all its rounds at once, flushed to disk), writing the header to a new file."""
+    """Append one finished run (all its rounds at once, under an exclusive lock, flushed to disk), writing the header
+    to a new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file() or path.stat().st_size == 0
     with path.open("a", newline="") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # several simulate.py processes may share one CSV
+        new = f.tell() == 0 and path.stat().st_size == 0
         w = csv.writer(f)
         if new:
             w.writerow(COLUMNS)

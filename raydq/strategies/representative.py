@@ -6,11 +6,15 @@ returned; TypiClust and ProbCover take the labeled rows into account).
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from raydq.cluster import make_kmeans, nearest_distinct
 from raydq.strategies._utils import l2_normalise
 from raydq.strategies.base import QueryStrategy, RandomState
+
+_GRAPH_CACHE: dict = {}  # ProbCover's last delta-ball graph (one pool's worth)
 
 
 def _kmeans_centroids(Z: np.ndarray, k: int, rng: np.random.Generator, niter: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,18 +123,23 @@ class ProbCoverQuery(QueryStrategy):
         self.max_edges = max_edges
         self.random_state = random_state
 
-    def _estimate_delta(self, Z: np.ndarray, rng: np.random.Generator) -> float:
+    def _estimate_delta(self, Z: np.ndarray) -> float:
+        rng = np.random.default_rng(0)  # a property of the data, the same in every round
         sample = Z[rng.choice(len(Z), size=min(len(Z), 2000), replace=False)]
         d2 = np.maximum(2.0 - 2.0 * (sample @ Z.T), 0.0)
         k = min(int(self.k_delta), len(Z) - 1)
         return float(np.median(np.sqrt(np.partition(d2, k, axis=1)[:, k])))
 
-    def _query(self, X, y, selectable, *, batch_size, head, rng):
+    def _graph(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The delta-ball graph as CSR (src, dst, row starts). It depends only on the pool and delta, so the last
+        one is kept (keyed by a fingerprint of X) and reused across rounds: building it is an N x N product."""
+        key = (X.shape, hashlib.sha1(np.ascontiguousarray(X[:: max(1, len(X) // 64)]).tobytes()).hexdigest())
+        key += (self.delta, self.k_delta)
+        if _GRAPH_CACHE.get("key") == key:
+            return _GRAPH_CACHE["graph"]
         Z = l2_normalise(X)
         n = len(Z)
-        delta = float(self.delta) if self.delta is not None else self._estimate_delta(Z, rng)
-        if delta <= 0:
-            raise ValueError(f"delta must be positive, got {delta}")
+        delta = float(self.delta) if self.delta is not None else self._estimate_delta(Z)
         cos_min = 1.0 - delta * delta / 2.0  # ||a - b|| < delta  <=>  a.b > 1 - delta^2/2 for unit vectors
         src, dst = [], []
         n_edges = 0
@@ -142,7 +151,16 @@ class ProbCoverQuery(QueryStrategy):
             src.append(i + s)
             dst.append(j)
         src, dst = np.concatenate(src), np.concatenate(dst)  # sorted by src: CSR by row
-        starts = np.searchsorted(src, np.arange(n + 1))
+        graph = (src, dst, np.searchsorted(src, np.arange(n + 1)))
+        _GRAPH_CACHE.clear()
+        _GRAPH_CACHE.update(key=key, graph=graph)
+        return graph
+
+    def _query(self, X, y, selectable, *, batch_size, head, rng):
+        if self.delta is not None and float(self.delta) <= 0:
+            raise ValueError(f"delta must be positive, got {self.delta}")
+        src, dst, starts = self._graph(X)
+        n = len(X)
         covered = np.zeros(n, dtype=bool)
         for r in np.flatnonzero(~selectable):
             covered[dst[starts[r] : starts[r + 1]]] = True
