@@ -50,8 +50,11 @@ def _run_as_postgres(*cmd: str, **kw) -> subprocess.CompletedProcess:
 def pg_server():
     """A PostgreSQL server URL (no database part): PG_TEST_URL if set, else a private PostgreSQL 15 cluster on a free
     127.0.0.1 port, started with initdb + pg_ctl as the ``postgres`` user and removed at the end."""
-    if os.environ.get("PG_TEST_URL"):
-        yield os.environ["PG_TEST_URL"].rstrip("/")
+    if os.environ.get("PG_TEST_URL"):  # an existing server; its user needs CREATEDB (each test gets a database)
+        from sqlalchemy.engine import make_url
+
+        url = make_url(os.environ["PG_TEST_URL"])._replace(drivername="postgresql", database=None)
+        yield url.render_as_string(hide_password=False)
         return
     if not (PG_BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN} (Debian package postgresql)")

@@ -209,3 +209,45 @@ def test_label_mirror_follows_relabels_and_foreign_classes(make_args, tmp_path, 
     chosen = core.select_batch(SelectBatchRequest(batch_size=N_ITEMS - 3, strategy="random"))
     assert not {x.id for x in chosen.items} & set(ids[:3])
     core.store.close()
+
+
+def test_two_selector_replicas_never_lease_the_same_item(make_args, db_url):
+    """Two selector processes' worth of cores on one database, selecting at once with the same seed (so they want
+    the same items): the database's lock and lease key make one of them choose again."""
+    import threading
+
+    from raydq.serve.schemas import SelectBatchRequest
+    from raydq.serve.selector import SelectorCore
+
+    args = make_args(db_url, max_batch_size=N_ITEMS)
+    cores = [SelectorCore(args), SelectorCore(args)]
+    got: list[list[str]] = []
+    barrier = threading.Barrier(len(cores))
+
+    def run(core) -> None:
+        for _ in range(3):
+            barrier.wait()
+            batch = core.select_batch(SelectBatchRequest(batch_size=20, strategy="random"))
+            got.append([x.id for x in batch.items])
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in cores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for batch in got for i in batch]
+    assert len(got) == 6 and len(ids) == len(set(ids)) == 120
+    assert sorted(cores[0].store.leased_ids()) == sorted(ids)
+    for c in cores:
+        c.store.close()
+
+
+def test_metrics_go_through_ray(ray_cluster):
+    from raydq.serve.metrics import ServiceMetrics, endpoint_tag
+
+    metrics = ServiceMetrics()
+    assert metrics.enabled
+    metrics.request(path="/select_batch", method="POST", status=200, seconds=0.01)
+    metrics.labels_stored(created=3, updated=1)
+    metrics.model_version(2)
+    assert endpoint_tag("/update_labels") == "/update_labels" and endpoint_tag("/../etc/passwd") == "other"
