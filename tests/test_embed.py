@@ -3,9 +3,11 @@ resuming after a killed run, the manifest, an open_clip model, and ``ray job sub
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -168,6 +170,50 @@ def test_open_clip_random_init_writes_its_dimension(ray_cluster, tmp_path):
         run_embed(_config(tmp_path / "imgs", out))  # another model into the same store is refused
 
 
+def _wait_for_dashboard(url: str, head: subprocess.Popen, timeout: float = 180) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start exited with {head.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"no Ray dashboard at {url} after {timeout} s")
+
+
+def _pids_naming(text: str) -> list[int]:
+    """Processes whose command line contains ``text`` (read from /proc: psutil is not a dependency)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+    return pids
+
+
+def _stop_head(head: subprocess.Popen, temp_dir: str) -> None:
+    """Stop only this head: its process group (``ray start --block`` and what it spawned), then any process still
+    naming this head's private temp dir. Never ``ray stop``: it stops every Ray on the machine."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(timeout=wait)
+            break
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.pid, signal.SIGKILL)  # children may outlive the leader
+    for pid in _pids_naming(temp_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_ray_job_submit_on_a_separate_head(tmp_path):
     """``ray job submit -- python jobs/embed.py`` against a head started here (own ports, own temp dir)."""
     write_folder(tmp_path / "imgs", dict(list(good_images().items())[:3]))
@@ -180,12 +226,14 @@ def test_ray_job_submit_on_a_separate_head(tmp_path):
                                              "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                              "metrics-export-port", "runtime-env-agent-port")}  # fmt: skip
     ray = str(Path(venv_bin) / "ray")
-    start = [ray, "start", "--head", "--num-cpus=2", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-             "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats",
-             *(f"--{k}={v}" for k, v in ports.items())]  # fmt: skip
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
+    start = [ray, "start", "--head", "--block", "--num-cpus=2", "--node-ip-address=127.0.0.1",
+             "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--temp-dir={temp_dir}",
+             "--disable-usage-stats", *(f"--{k}={v}" for k, v in ports.items())]  # fmt: skip
+    log = open(tmp_path / "head.log", "wb")  # noqa: SIM115 - closed below
+    head = subprocess.Popen(start, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         address = f"http://127.0.0.1:{ports['dashboard-port']}"
+        _wait_for_dashboard(address, head)
         submit = [ray, "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
                   "python", "jobs/embed.py", "--source", str(tmp_path / "imgs"), "--output", str(out),
                   "--no-progress"]  # fmt: skip
@@ -193,7 +241,8 @@ def test_ray_job_submit_on_a_separate_head(tmp_path):
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "raydq embed: 3 images" in done.stdout
     finally:
-        subprocess.run([ray, "stop", "--force"], env={**env, "RAY_TMPDIR": temp_dir}, capture_output=True,
-                       timeout=120)  # fmt: skip
+        _stop_head(head, temp_dir)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
     pool = load_pool(out)
     assert len(pool) == 3 and read_manifest(out).num_rows == 3
