@@ -49,6 +49,7 @@ class Selector:
         from raydq.serve.selector import SelectorCore
 
         self.core = SelectorCore(ServeArgs.model_validate(args))
+        self._select_lock = asyncio.Lock()  # waiting selections must not hold threads that label writes need
 
     async def _call(self, fn, *a):
         try:
@@ -57,7 +58,8 @@ class Selector:
             return e
 
     async def select_batch(self, req: SelectBatchRequest, head: HeadSnapshot) -> SelectBatchResponse | ServiceError:
-        return await self._call(self.core.select_batch, req, head)
+        async with self._select_lock:
+            return await self._call(self.core.select_batch, req, head)
 
     async def update_labels(self, req: UpdateLabelsRequest):
         return await self._call(self.core.update_labels, req)

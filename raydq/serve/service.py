@@ -98,6 +98,7 @@ class LocalBackend:
             seed=args.seed,
             delay_s=args.retrain_delay_s,
         )
+        self._select_lock = asyncio.Lock()  # waiting selections must not hold threads that label writes need
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app):
@@ -106,7 +107,8 @@ class LocalBackend:
         self.selector.store.close()
 
     async def select_batch(self, req: SelectBatchRequest) -> SelectBatchResponse:
-        return await asyncio.to_thread(self.selector.select_batch, req, self.trainer.snapshot())
+        async with self._select_lock:
+            return await asyncio.to_thread(self.selector.select_batch, req, self.trainer.snapshot())
 
     async def update_labels(self, req: UpdateLabelsRequest) -> UpdateLabelsResponse:
         counts = await asyncio.to_thread(self.selector.update_labels, req)
