@@ -23,10 +23,9 @@ class EmbedActor:
         errors = batch["error"]
         ok = np.fromiter((not e for e in errors), dtype=bool, count=len(errors))
         embeddings = np.zeros((len(errors), self.encoder.dim), dtype=np.float32)
-        if ok.all():
-            embeddings[:] = self.encoder.encode(batch["image"])
-        elif ok.any():
-            embeddings[ok] = self.encoder.encode(batch["image"][ok])
+        if ok.any():
+            images = batch["image"] if ok.all() else batch["image"][ok]
+            embeddings[ok] = self.encoder.encode(images)
         return {
             "id": batch["id"],
             "uri": batch["uri"],
