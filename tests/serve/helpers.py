@@ -28,6 +28,10 @@ def service_args(embeddings: Path, database_url: str, strategies: tuple[str, str
         "max_labels_per_request": 100,
         "max_body_bytes": 64 * 1024,
         "head_params": {"max_epochs": 60},
+        # small CPU requests: the session's Ray has 2 CPUs, shared with whatever other test modules left running
+        "api_num_cpus": 0.05,
+        "selector_num_cpus": 0.1,
+        "trainer_num_cpus": 0.1,
     }
     values.update(overrides)
     return ServeArgs.model_validate(values)
