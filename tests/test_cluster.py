@@ -107,3 +107,15 @@ def test_nearest_distinct_resolves_a_shared_nearest_row():
     C = np.array([[0.1], [0.2]], np.float32)  # both nearest row 0; row 0 goes to centroid 0 (closer), 1 takes row 2
     np.testing.assert_array_equal(nearest_distinct(X, C, chunk=2), [0, 2])
     assert len(set(nearest_distinct(np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32)))) == 4
+
+
+def test_more_inits_never_raise_the_objective_and_full_data_is_an_option():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 8)).astype(np.float32)  # no structure: local optima differ
+    one = make_kmeans(8, 12, seed=1, n_init=1, backend="faiss")
+    many = make_kmeans(8, 12, seed=1, n_init=5, backend="faiss")
+    assert many.train(X) <= one.train(X) * 1.0001
+    full = make_kmeans(8, 12, seed=1, max_points_per_centroid=None, backend="faiss")
+    assert full.train(X) > 0
+    with pytest.raises(ValueError, match="n_init"):
+        make_kmeans(8, 2, n_init=0, backend="faiss")

@@ -52,37 +52,56 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
 class _KmeansBase:
     """Shared surface; subclasses implement ``_train(x, init)`` returning the centroids.
 
-    Like faiss, training uses at most ``max_points_per_centroid * k`` rows (a seeded uniform sample): beyond that
-    more points barely move the centroids and only cost time. k-means++ seeding runs on a smaller sample
-    (``seeding_points_per_centroid * k`` rows), since it makes k sequential passes over its input.
+    Like faiss, training uses at most ``max_points_per_centroid * k`` rows (a seeded uniform sample; None: every row):
+    beyond that more points barely move the centroids and only cost time. Each of ``n_init`` runs starts from its own
+    k-means++ seeding, and the run with the lowest objective wins (sklearn's ``n_init``, faiss's ``nredo``). Seeding
+    makes k sequential passes over its input, so on large inputs it runs on a sample of at most
+    ``_SEEDING_BUDGET / (k * d)`` rows (never fewer than 32 per centroid).
     """
 
     name = "base"
-    max_points_per_centroid = 256
-    seeding_points_per_centroid = 32
+    _SEEDING_BUDGET = 2e8  # multiply-adds k-means++ seeding may spend
 
-    def __init__(self, d: int, k: int, *, niter: int = 25, seed: int = 1234) -> None:
+    def __init__(
+        self,
+        d: int,
+        k: int,
+        *,
+        niter: int = 25,
+        seed: int = 1234,
+        n_init: int = 1,
+        max_points_per_centroid: int | None = 256,
+    ) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        self.d, self.k, self.niter = int(d), int(k), int(niter)
+        if n_init < 1:
+            raise ValueError(f"n_init must be >= 1, got {n_init}")
+        self.d, self.k, self.niter, self.n_init = int(d), int(k), int(niter), int(n_init)
         self.seed = int(seed) % 2**31  # faiss and cuML take a 32-bit seed
+        self.max_points_per_centroid = max_points_per_centroid
         self.centroids: np.ndarray | None = None
 
     def train(self, x: np.ndarray) -> float:
-        """Fit the centroids on ``x`` (n >= k rows); returns the final sum of squared distances."""
+        """Fit the centroids on ``x`` (n >= k rows); returns the final sum of squared distances over ``x``."""
         x = _check_train_input(x, self.k)
         if x.shape[1] != self.d:
             raise ValueError(f"x has {x.shape[1]} columns, expected d={self.d}")
         rng = np.random.default_rng(self.seed)
         sample = x
-        if len(x) > self.max_points_per_centroid * self.k:
-            rows = np.sort(rng.choice(len(x), self.max_points_per_centroid * self.k, replace=False))
-            sample = x[rows]
-        seed_rows = sample
-        if len(sample) > self.seeding_points_per_centroid * self.k:  # k-means++ is k sequential passes: keep it small
-            seed_rows = sample[rng.choice(len(sample), self.seeding_points_per_centroid * self.k, replace=False)]
-        init = kmeans_plusplus(seed_rows, self.k, rng)
-        self.centroids = _as_f32(self._train(sample, init))
+        cap = None if self.max_points_per_centroid is None else self.max_points_per_centroid * self.k
+        if cap is not None and len(x) > cap:
+            sample = x[np.sort(rng.choice(len(x), cap, replace=False))]
+        n_seed = max(32 * self.k, int(self._SEEDING_BUDGET / (self.k * self.d)))
+        best, best_obj = None, np.inf
+        for _ in range(self.n_init):
+            seed_rows = sample
+            if len(sample) > n_seed:
+                seed_rows = sample[rng.choice(len(sample), n_seed, replace=False)]
+            centroids = _as_f32(self._train(sample, kmeans_plusplus(seed_rows, self.k, rng)))
+            obj = float(_nearest_centroid(sample, centroids)[0].sum()) if self.n_init > 1 else 0.0
+            if best is None or obj < best_obj:
+                best, best_obj = centroids, obj
+        self.centroids = best
         return float(self.assign(x)[0].sum())
 
     def _train(self, x: np.ndarray, init: np.ndarray) -> np.ndarray:
@@ -219,17 +238,18 @@ def kmeans_backend_name() -> str:
     return name
 
 
-def make_kmeans(d: int, k: int, *, niter: int = 25, seed: int = 1234, backend: str | None = None) -> _KmeansBase:
-    """A k-means object of the chosen backend (the probed one unless ``backend`` names one)."""
+def make_kmeans(d: int, k: int, *, backend: str | None = None, **params) -> _KmeansBase:
+    """A k-means object of the chosen backend (the probed one unless ``backend`` names one); ``params`` are
+    ``niter``, ``seed``, ``n_init`` and ``max_points_per_centroid``."""
     name = backend or kmeans_backend_name()
     if name not in _CLASSES:
         raise ValueError(f"unknown k-means backend {name!r}; choose one of {BACKENDS}")
-    return _CLASSES[name](d, k, niter=niter, seed=seed)
+    return _CLASSES[name](d, k, **params)
 
 
-def kmeans(x: np.ndarray, k: int, *, niter: int = 25, seed: int = 1234, backend: str | None = None) -> np.ndarray:
+def kmeans(x: np.ndarray, k: int, *, backend: str | None = None, **params) -> np.ndarray:
     """Centroids (k, d) of ``x``."""
     x = _check_train_input(x, k)
-    km = make_kmeans(x.shape[1], k, niter=niter, seed=seed, backend=backend)
+    km = make_kmeans(x.shape[1], k, backend=backend, **params)
     km.train(x)
     return km.centroids

@@ -26,7 +26,10 @@ import numpy as np
 from raydq.cluster import make_kmeans, nearest_distinct
 from raydq.strategies.dropout import DEFAULT_CHUNK_ROWS, mismatch_counts
 
+#: The default cap on candidates fed to k-means: 256 per cluster (faiss's own sampling), but never below 20,000, so
+#: a pool of tens of thousands clusters every candidate, as the reference does.
 MAX_POINTS_PER_CENTROID = 256
+MIN_CANDIDATE_CAP = 20_000
 
 
 # -- counter-based uniforms: a row's random key depends only on (seed, global row) --------------------------------
@@ -150,8 +153,9 @@ def random_fill_keys(
 
 
 def cluster_pick(Z: np.ndarray, batch_size: int, *, seed: int, niter: int = 25) -> np.ndarray:
-    """Positions in ``Z`` of the distinct row nearest each of ``batch_size`` k-means centroids."""
-    km = make_kmeans(Z.shape[1], batch_size, niter=niter, seed=seed)
+    """Positions in ``Z`` of the distinct row nearest each of ``batch_size`` k-means centroids (trained on every row
+    of ``Z``: the candidates were already capped)."""
+    km = make_kmeans(Z.shape[1], batch_size, niter=niter, seed=seed, max_points_per_centroid=None)
     km.train(Z)
     return nearest_distinct(Z, km.centroids)
 
@@ -262,7 +266,7 @@ def dropquery_over_shards(
         fill_keys = np.concatenate([f[1] for f in fills])
         fill = fill_rows[np.argsort(fill_keys, kind="stable")[:need]]
         return DropQueryResult(np.concatenate([*rows, fill]).astype(np.int64), t, n_cand, need)
-    cap = max_candidates if max_candidates is not None else MAX_POINTS_PER_CENTROID * batch_size
+    cap = max_candidates if max_candidates is not None else max(MAX_POINTS_PER_CENTROID * batch_size, MIN_CANDIDATE_CAP)
     keep_fraction = min(1.0, cap / n_cand)
     rows, Z = _gather([s.candidates(t, head, keep_fraction=keep_fraction, seed=sample_seed) for s in shards])
     if len(rows) < batch_size:  # thinning left too few (only possible for a tiny cap): keep every candidate

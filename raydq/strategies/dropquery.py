@@ -30,8 +30,8 @@ class DropQuery(QueryStrategy):
         Lower the threshold while candidates are too few.
     random_fill : bool, default=True
     max_candidates : int or None, default=None
-        Candidates beyond this are thinned by uniform sampling before k-means; None means 256 per cluster (what
-        k-means would subsample to anyway).
+        Candidates beyond this are thinned by uniform sampling before k-means; None means
+        ``max(256 * batch_size, 20000)`` (256 per cluster is what faiss would subsample to anyway).
     kmeans_niter : int, default=25
     chunk_rows : int, default=1024
         Rows per dropout chunk (bounds memory; part of what a seed reproduces).
