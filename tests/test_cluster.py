@@ -119,3 +119,11 @@ def test_more_inits_never_raise_the_objective_and_full_data_is_an_option():
     assert full.train(X) > 0
     with pytest.raises(ValueError, match="n_init"):
         make_kmeans(8, 2, n_init=0, backend="faiss")
+
+
+def test_nearest_distinct_skips_rows_that_are_not_allowed():
+    X = np.array([[0.0], [0.1], [5.0], [5.2]], np.float32)
+    C = np.array([[0.0], [5.0]], np.float32)
+    np.testing.assert_array_equal(nearest_distinct(X, C, allowed=np.array([False, True, False, True])), [1, 3])
+    with pytest.raises(ValueError, match="eligible"):
+        nearest_distinct(X, C, allowed=np.array([True, False, False, False]))

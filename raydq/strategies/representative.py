@@ -49,8 +49,7 @@ class CentroidQuery(QueryStrategy):
             max_points_per_centroid=KMEANS_POINTS_PER_CENTROID,
         )
         km.train(l2_normalise(X))
-        rows = np.flatnonzero(selectable)
-        return rows[nearest_distinct(X[rows], km.centroids, normalize=True)]
+        return nearest_distinct(X, km.centroids, normalize=True, allowed=selectable)
 
 
 class TypiClustQuery(QueryStrategy):
