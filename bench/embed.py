@@ -5,7 +5,7 @@ writes) and of a single-process loop calling the model on ready-made input tenso
 loop before and after the job, averaged), and their ratio. Target on a 2-core CPU machine with the default model:
 ratio >= 0.8.
 
-    python bench/embed.py [--images 2000] [--model efficientnet_lite0] [--batch-size 32]
+    python bench/embed.py [--images 2000] [--model efficientnet_lite0] [--batch-size 32] [--actors N]
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ import os
 import tempfile
 import time
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-
-def make_inputs(encoder, images: int, batch_size: int, seed: int = 0):
+def make_inputs(encoder, batch_size: int, seed: int = 0):
     """Ready-made model inputs from real Fashion-MNIST images (the preprocessing is not part of the floor)."""
     import numpy as np
 
@@ -28,16 +25,32 @@ def make_inputs(encoder, images: int, batch_size: int, seed: int = 0):
     raw, _ = load_fashion_mnist("train")
     idx = np.random.default_rng(seed).choice(len(raw), size=batch_size, replace=False)
     x = encoder.preprocess(raw[idx])
-    return x, -(-images // batch_size)
+    return x
 
 
-def bare_loop(encoder, x, batches: int) -> float:
-    """Images/s of ``batches`` forward passes on one ready-made batch (after one warm-up pass)."""
+def bare_loop(encoder, x, seconds: float) -> float:
+    """Images/s of forward passes on one ready-made batch for about ``seconds`` (after one warm-up pass)."""
     encoder.forward(x)
-    start = time.perf_counter()
-    for _ in range(batches):
+    start, done = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
         encoder.forward(x)
-    return batches * x.shape[0] / (time.perf_counter() - start)
+        done += x.shape[0]
+    return done / (time.perf_counter() - start)
+
+
+def best_bare_loop(encoder, x, seconds: float) -> tuple[float, dict[int, float]]:
+    """The floor is the best a single process does: torch's default thread count, and one thread (on a small or
+    busy machine one thread can beat two, because the intra-op barriers of a small model cost more than they win).
+    """
+    import torch
+
+    default = torch.get_num_threads()
+    rates = {}
+    for threads in sorted({default, 1}, reverse=True):
+        torch.set_num_threads(threads)
+        rates[threads] = bare_loop(encoder, x, seconds)
+    torch.set_num_threads(default)
+    return max(rates.values()), rates
 
 
 def preprocess_loop(encoder, raw, batches: int) -> float:
@@ -49,13 +62,22 @@ def preprocess_loop(encoder, raw, batches: int) -> float:
     return batches * len(raw) / (time.perf_counter() - start)
 
 
+def _rates(rates: dict[int, float]) -> str:
+    return ", ".join(f"{r:.1f} images/s with {t} thread{'s' * (t > 1)}" for t, r in rates.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    parser.add_argument("--bare-seconds", type=float, default=15.0, help="seconds per bare-loop measurement")
+    parser.add_argument("--actors", type=int, default=None, help="embed actors (default: the job's default)")
+    parser.add_argument("--torch-threads", type=int, default=None, help="threads per actor (default: the job's)")
     args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # the local Ray instance this benchmark starts
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     import ray
     import torch
@@ -66,32 +88,36 @@ def main() -> None:
     config = EmbedConfig(source="fashion-mnist", split="train", limit=args.images, model=args.model, progress=False)
     if args.batch_size:
         config = config.model_copy(update={"batch_size": args.batch_size})
+    config = config.model_copy(update={"actors": args.actors, "torch_threads": args.torch_threads})
     encoder = create_encoder(args.model)
-    x, batches = make_inputs(encoder, args.images, config.batch_size)
+    x = make_inputs(encoder, config.batch_size)
     print(f"model {args.model} on {encoder.device}, input {tuple(x.shape[1:])}, batch {config.batch_size}, "
-          f"{batches * config.batch_size} images, torch threads {torch.get_num_threads()}", flush=True)  # fmt: skip
+          f"{args.images} images, torch threads {torch.get_num_threads()}", flush=True)  # fmt: skip
     from raydq.data.fashion_mnist import load_fashion_mnist
 
     print(f"load average before: {os.getloadavg()[0]:.2f} (other processes on the machine skew both numbers)")
-    prep = preprocess_loop(encoder, load_fashion_mnist("test")[0][: config.batch_size], max(1, batches // 4))
+    prep = preprocess_loop(encoder, load_fashion_mnist("test")[0][: config.batch_size], 20)
     print(f"preprocess only (resize 28->224 + normalise): {prep:.1f} images/s", flush=True)
-    bare_before = bare_loop(encoder, x, batches)
-    print(f"bare forward loop (before): {bare_before:.1f} images/s", flush=True)
+    bare_before, rates = best_bare_loop(encoder, x, args.bare_seconds)
+    print(f"bare forward loop (before): {_rates(rates)}", flush=True)
 
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory(prefix="raydq-bench-embed-") as tmp:
-        summary = run_embed(config.model_copy(update={"output": tmp}))
+        # A one-batch run first: its wall time is the job's fixed cost (planning, actor start-up, model load).
+        tiny = run_embed(config.model_copy(update={"output": f"{tmp}/tiny", "limit": config.batch_size}))
+        summary = run_embed(config.model_copy(update={"output": f"{tmp}/full"}))
     ray.shutdown()
 
-    bare_after = bare_loop(encoder, x, batches)
-    print(f"bare forward loop (after): {bare_after:.1f} images/s", flush=True)
+    bare_after, rates = best_bare_loop(encoder, x, args.bare_seconds)
+    print(f"bare forward loop (after): {_rates(rates)}", flush=True)
     bare = (bare_before + bare_after) / 2
     job = summary.images_per_second
-    steady = (summary.images - config.batch_size) / max(summary.seconds - summary.startup_seconds, 1e-9)
+    steady = (summary.images - tiny.images) / max(summary.seconds - tiny.seconds, 1e-9)
     print(f"embed job: {job:.1f} images/s ({summary.images} images in {summary.seconds:.1f} s, "
-          f"{summary.failures} failures; {summary.startup_seconds:.1f} s to the first batch, "
-          f"{steady:.1f} images/s after it)")  # fmt: skip
-    print(f"bare forward loop: {bare:.1f} images/s (mean of before/after)")
+          f"{summary.failures} failures)")  # fmt: skip
+    print(f"  fixed cost (a {tiny.images}-image run): {tiny.seconds:.1f} s; marginal rate beyond it: "
+          f"{steady:.1f} images/s")  # fmt: skip
+    print(f"bare forward loop: {bare:.1f} images/s (best thread count, mean of before/after)")
     print(f"ratio job/bare: {job / bare:.2f} (target >= 0.8); load average after: {os.getloadavg()[0]:.2f}")
 
 

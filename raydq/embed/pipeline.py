@@ -34,7 +34,6 @@ class EmbedSummary(BaseModel):
     images: int
     images_per_second: float
     seconds: float
-    startup_seconds: float = 0.0  # until the first embedded batch reached the driver (planning + actor start-up)
     failures: int
     skipped: int
     total_rows: int
@@ -175,7 +174,6 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     failures = FailureReport(output)
     ds = plan.dataset()
     seen = set(done)
-    first_batch_at: float | None = None
     todo = None if plan.total is None else plan.total - plan.skipped
     try:
         if ds is not None:
@@ -185,8 +183,6 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
             ds = _embed_stage(ds, config, layout)
             with _progress(todo, config.progress) as bar:
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-                    if first_batch_at is None:
-                        first_batch_at = time.perf_counter()
                     errors, ids = batch["error"], batch["id"]
                     ok = errors == ""
                     # one row per id: byte sources may hold the same image twice (same content hash)
@@ -207,7 +203,6 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     skipped = len(done) if plan.total is None else max(0, plan.total - embedded - failures.count)
     summary = EmbedSummary(
         images=embedded, images_per_second=embedded / seconds if seconds > 0 else 0.0, seconds=seconds,
-        startup_seconds=(first_batch_at or time.perf_counter()) - started,
         failures=failures.count, skipped=skipped, total_rows=total_rows, output=str(output),
         failures_path=str(failures.path), model=spec["model"], dim=dim,
     )  # fmt: skip
