@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--bare-seconds", type=float, default=15.0, help="seconds per bare-loop measurement")
     parser.add_argument("--actors", type=int, default=None, help="embed actors (default: the job's default)")
     parser.add_argument("--torch-threads", type=int, default=None, help="threads per actor (default: the job's)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # the local Ray instance this benchmark starts
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -88,10 +89,13 @@ def main() -> None:
     config = EmbedConfig(source="fashion-mnist", split="train", limit=args.images, model=args.model, progress=False)
     if args.batch_size:
         config = config.model_copy(update={"batch_size": args.batch_size})
-    config = config.model_copy(update={"actors": args.actors, "torch_threads": args.torch_threads})
-    encoder = create_encoder(args.model)
+    config = config.model_copy(
+        update={"actors": args.actors, "torch_threads": args.torch_threads, "precision": args.precision}
+    )
+    encoder = create_encoder(args.model, precision=config.precision)  # the job's autocast, resolved the same way
     x = make_inputs(encoder, config.batch_size)
-    print(f"model {args.model} on {encoder.device}, input {tuple(x.shape[1:])}, batch {config.batch_size}, "
+    print(f"model {args.model} on {encoder.device} ({encoder.precision}), input {tuple(x.shape[1:])}, "
+          f"batch {config.batch_size}, "
           f"{args.images} images, torch threads {torch.get_num_threads()}", flush=True)  # fmt: skip
     from raydq.data.fashion_mnist import load_fashion_mnist
 

@@ -158,3 +158,19 @@ def test_timm_weights_that_do_not_fit_are_refused(tmp_path):
     torch.save({"foo.weight": torch.zeros(3)}, weights)
     with pytest.raises(ValueError, match="do not fit"):
         create_encoder(f"timm:test_efficientnet@{weights}", device="cpu")
+
+
+def test_precision_auto_and_bf16_autocast(default_encoder):
+    from raydq.models.base import resolve_precision
+
+    assert resolve_precision("auto", "cuda") == "fp16" and resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu") in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("int8", "cpu")
+    fast = create_encoder(device="cpu", precision="bf16")
+    assert fast.precision == "bf16" and fast.spec["precision"] == "bf16" and default_encoder.precision == "fp32"
+    imgs = _images(4, seed=9)
+    a, b = fast.encode(imgs), default_encoder.encode(imgs)
+    np.testing.assert_array_equal(a, fast.encode(imgs))  # deterministic
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert a.dtype == np.float32 and (cos > 0.98).all()  # close to the fp32 features, not equal

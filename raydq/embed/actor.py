@@ -10,14 +10,16 @@ class EmbedActor:
     images. Rows whose decode failed (``error`` set) pass through with a zero embedding, so the driver can report
     them; the model never sees them."""
 
-    def __init__(self, spec: str, *, device: str = "cpu", torch_threads: int | None = None) -> None:
+    def __init__(
+        self, spec: str, *, device: str = "cpu", torch_threads: int | None = None, precision: str = "fp32"
+    ) -> None:
         import torch
 
         if torch_threads:
             torch.set_num_threads(torch_threads)
         from raydq.models import create_encoder
 
-        self.encoder = create_encoder(spec, device=device)
+        self.encoder = create_encoder(spec, device=device, precision=precision)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         errors = batch["error"]

@@ -41,6 +41,9 @@ class EmbedConfig(BaseModel):
         None, ge=1, description="intra-op threads per CPU actor (default: the node's cores divided among its actors)"
     )
     decode_cpus: float = Field(1.0, gt=0, description="logical CPUs per read/decode task")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="forward-pass autocast: auto = fp16 on GPU, bf16 on a CPU with native bf16, else fp32"
+    )
     dtype: Literal["float32", "float16"] = Field("float32", description="stored embedding dtype")
     rows_per_shard: int = Field(4096, ge=1, description="rows per Parquet shard (the unit of crash recovery)")
     image_column: str | None = Field(None, description="Parquet sources: the column of image bytes (auto-detected)")

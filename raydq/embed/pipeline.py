@@ -23,6 +23,7 @@ from raydq.data.sources import DecodeSpec, plan_source
 from raydq.embed.actor import EmbedActor
 from raydq.embed.config import EmbedConfig
 from raydq.embed.writer import FailureReport, ShardWriter, count_rows, prepare_output
+from raydq.models.base import resolve_precision
 from raydq.pool.store import Manifest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class ActorLayout(BaseModel):
     num_cpus: float
     torch_threads: int | None
     device: str
+    precision: str = "fp32"
 
 
 def plan_actors(config: EmbedConfig, cluster: dict[str, float], single_node: bool) -> ActorLayout:
@@ -77,7 +79,7 @@ def plan_actors(config: EmbedConfig, cluster: dict[str, float], single_node: boo
         actors = config.actors or max(1, int(gpus // num_gpus))
         return ActorLayout(
             actors=actors, num_gpus=num_gpus, num_cpus=config.cpus_per_actor, torch_threads=config.torch_threads,
-            device="cuda",
+            device="cuda", precision=resolve_precision(config.precision, "cuda"),
         )  # fmt: skip
     actors = config.actors or 1
     num_cpus = config.cpus_per_actor
@@ -89,7 +91,10 @@ def plan_actors(config: EmbedConfig, cluster: dict[str, float], single_node: boo
     threads = config.torch_threads
     if threads is None:
         threads = max(1, int(cpus // actors)) if single_node and cpus else max(1, math.ceil(num_cpus))
-    return ActorLayout(actors=actors, num_gpus=0.0, num_cpus=num_cpus, torch_threads=threads, device="cpu")
+    return ActorLayout(
+        actors=actors, num_gpus=0.0, num_cpus=num_cpus, torch_threads=threads, device="cpu",
+        precision=resolve_precision(config.precision, "cpu"),
+    )  # fmt: skip
 
 
 def _embed_stage(ds, config: EmbedConfig, layout: ActorLayout):
@@ -105,6 +110,7 @@ def _embed_stage(ds, config: EmbedConfig, layout: ActorLayout):
                 "spec": config.model,
                 "device": layout.device,
                 "torch_threads": layout.torch_threads,
+                "precision": layout.precision,
             },
             batch_size=config.batch_size,
             batch_format="numpy",
@@ -165,10 +171,13 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     def manifest(num_rows: int) -> Manifest:
         return Manifest(
             model=spec["model"], weights=spec["weights"], dim=dim, dtype=config.dtype,
-            preprocessing=spec["preprocessing"], source=plan.description, num_rows=num_rows,
+            preprocessing={**spec["preprocessing"], "precision": layout.precision}, source=plan.description,
+            num_rows=num_rows,
             class_names=plan.class_names, raydq_version=raydq_version(),
         )  # fmt: skip
 
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    layout = plan_actors(config, ray.cluster_resources(), single_node=len(nodes) <= 1)
     write_manifest(output, manifest(len(done)))
     writer = ShardWriter(output, dim=dim, dtype=config.dtype, rows_per_shard=config.rows_per_shard)
     failures = FailureReport(output)
@@ -177,8 +186,6 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     todo = None if plan.total is None else plan.total - plan.skipped
     try:
         if ds is not None:
-            nodes = [n for n in ray.nodes() if n.get("Alive")]
-            layout = plan_actors(config, ray.cluster_resources(), single_node=len(nodes) <= 1)
             log.info("embed actors: %s", layout)
             ds = _embed_stage(ds, config, layout)
             with _progress(todo, config.progress) as bar:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from raydq.models.base import Encoder
+from raydq.models.base import Encoder, resolve_precision
 
 DEFAULT_SPEC = "efficientnet_lite0"
 SCHEMES = ("efficientnet_lite0", "open_clip:<model>[/<pretrained tag>|@<checkpoint>]", "timm:<name>[@<weights file>]")
@@ -37,8 +37,11 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def create_encoder(spec: str | None = None, *, device: str | None = None) -> Encoder:
+def create_encoder(spec: str | None = None, *, device: str | None = None, precision: str = "fp32") -> Encoder:
     """Build the encoder named by ``spec`` on ``device`` (default: CUDA when available, else CPU).
+
+    ``precision`` is the forward pass's autocast: 'fp32' (none, the default), 'bf16', 'fp16', or 'auto' (fp16 on
+    CUDA, bf16 on a CPU with native bf16, else fp32). It is recorded in ``spec['precision']``.
 
     >>> enc = create_encoder()                      # doctest: +SKIP
     >>> enc.dim, enc.spec["model"]                  # doctest: +SKIP
@@ -46,9 +49,14 @@ def create_encoder(spec: str | None = None, *, device: str | None = None) -> Enc
     """
     spec = (spec or DEFAULT_SPEC).strip()
     device = device or default_device()
+    precision = resolve_precision(precision, device)
     if spec in (DEFAULT_SPEC, "efficientnet-lite0"):
-        return _default(spec, device)
-    scheme, sep, identifier = spec.partition(":")
-    if not sep or scheme not in _FACTORIES or not identifier:
-        raise ValueError(f"unknown encoder spec {spec!r}; valid schemes: {', '.join(SCHEMES)}")
-    return _FACTORIES[scheme](identifier, device)
+        encoder = _default(spec, device)
+    else:
+        scheme, sep, identifier = spec.partition(":")
+        if not sep or scheme not in _FACTORIES or not identifier:
+            raise ValueError(f"unknown encoder spec {spec!r}; valid schemes: {', '.join(SCHEMES)}")
+        encoder = _FACTORIES[scheme](identifier, device)
+    encoder.precision = precision
+    encoder.spec["precision"] = precision
+    return encoder
