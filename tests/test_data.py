@@ -111,12 +111,16 @@ def test_every_config_field_is_a_flag():
 
 
 def test_actor_pool_never_takes_every_cpu():
-    one = plan_actors(EmbedConfig(), {"CPU": 2.0}, single_node=True)
-    assert (one.actors, one.num_cpus, one.num_gpus, one.torch_threads, one.device) == (1, 1.0, 0.0, 2, "cpu")
-    two = plan_actors(EmbedConfig(actors=2), {"CPU": 2.0}, single_node=True)
-    assert two.actors == 2 and two.actors * two.num_cpus <= 1.0 and two.torch_threads == 1
+    two_cores = plan_actors(EmbedConfig(), {"CPU": 2.0}, single_node=True)
+    assert (two_cores.actors, two_cores.num_gpus, two_cores.torch_threads, two_cores.device) == (2, 0.0, 1, "cpu")
+    assert two_cores.actors * two_cores.num_cpus <= 1.0  # a whole CPU stays free for read/decode tasks
+    one = plan_actors(EmbedConfig(actors=1), {"CPU": 2.0}, single_node=True)
+    assert (one.actors, one.num_cpus, one.torch_threads) == (1, 1.0, 2)
+    big = plan_actors(EmbedConfig(), {"CPU": 32.0}, single_node=True)
+    assert (big.actors, big.num_cpus, big.torch_threads) == (4, 1.0, 8)
     fixed = plan_actors(EmbedConfig(torch_threads=1), {"CPU": 8.0}, single_node=False)
     assert fixed.torch_threads == 1
+    assert plan_actors(EmbedConfig(), {"CPU": 1.0}, single_node=True).actors == 1
 
 
 def test_actor_pool_uses_one_gpu_per_actor_by_default():

@@ -32,11 +32,15 @@ class EmbedConfig(BaseModel):
     model: str = Field("efficientnet_lite0", description="encoder spec: efficientnet_lite0 | open_clip:<model>/<tag> | "
                        "open_clip:<model>@<checkpoint> | timm:<name>@<weights file>")  # fmt: skip
     batch_size: int = Field(32, ge=1, description="images per forward pass")
-    actors: int | None = Field(None, ge=1, description="embedding actors (default: one per GPU, or 1 on CPU)")
+    actors: int | None = Field(
+        None, ge=1, description="embedding actors (default: one per GPU; on CPU one per core, at most 4)"
+    )
     num_gpus_per_actor: float | None = Field(
         None, ge=0, description="GPUs per actor, fractional allowed (default: 1 when the cluster has GPUs, else 0)"
     )
-    cpus_per_actor: float = Field(1.0, gt=0, description="logical CPUs each actor reserves")
+    cpus_per_actor: float = Field(
+        1.0, gt=0, description="logical CPUs each actor reserves (shrunk, fractionally, to leave decode tasks a CPU)"
+    )
     torch_threads: int | None = Field(
         None, ge=1, description="intra-op threads per CPU actor (default: the node's cores divided among its actors)"
     )

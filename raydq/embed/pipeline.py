@@ -60,6 +60,9 @@ def raydq_version() -> str:
         return "unknown"
 
 
+MAX_DEFAULT_CPU_ACTORS = 4  # each holds a model copy: bounded so a big CPU node does not load dozens
+
+
 class ActorLayout(BaseModel):
     actors: int
     num_gpus: float
@@ -81,13 +84,15 @@ def plan_actors(config: EmbedConfig, cluster: dict[str, float], single_node: boo
             actors=actors, num_gpus=num_gpus, num_cpus=config.cpus_per_actor, torch_threads=config.torch_threads,
             device="cuda", precision=resolve_precision(config.precision, "cuda"),
         )  # fmt: skip
-    actors = config.actors or 1
+    # CPU: a few single-model actors, data-parallel. Measured on 2 cores (bench/embed.py): two 1-thread actors
+    # beat one 2-thread actor, since the intra-op barriers of a small CNN cost more than they win.
+    actors = config.actors or max(1, min(int(cpus), MAX_DEFAULT_CPU_ACTORS))
     num_cpus = config.cpus_per_actor
     room = cpus - min(config.decode_cpus, cpus / 2)  # always leave a decode task a place to run
     if cpus and actors * num_cpus > room:
         num_cpus = max(0.01, room / actors)
-        log.warning("%d CPU actors x %g CPUs would starve the read tasks; using %.2f CPUs per actor",
-                    actors, config.cpus_per_actor, num_cpus)  # fmt: skip
+        log.info("%d CPU actors x %g CPUs would starve the read tasks (Ray #44687); using %.2f CPUs per actor",
+                 actors, config.cpus_per_actor, num_cpus)  # fmt: skip
     threads = config.torch_threads
     if threads is None:
         threads = max(1, int(cpus // actors)) if single_node and cpus else max(1, math.ceil(num_cpus))
