@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from raydq.cluster.threads import single_thread_blas
 from raydq.strategies.base import check_random_state
-from raydq.strategies.dropout import keep_mask, single_thread_blas
+from raydq.strategies.dropout import keep_mask
 
 _BN_EPS = 1e-5
 _BN_MOMENTUM = 0.1

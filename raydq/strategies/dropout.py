@@ -21,6 +21,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from raydq.cluster.threads import single_thread_blas
+
 _MAX_BITS = 16
 DEFAULT_CHUNK_ROWS = 1024
 
@@ -63,18 +65,6 @@ def keep_mask(rng: np.random.Generator, n_rows: int, n_cols: int, keep_prob: flo
             eq &= ~r
     mask = np.unpackbits(lt.view(np.uint8)).reshape(n_rows, words_per_row * 64)
     return mask[:, :n_cols] if n_cols != words_per_row * 64 else mask
-
-
-def single_thread_blas():
-    """Single-threaded BLAS within the block: for our own row threads (no oversubscription) and for small problems
-    that a BLAS thread pool only slows down."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # without threadpoolctl BLAS keeps its threads; results are the same, only slower
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
 
 
 ChunkFn = Callable[[int, np.ndarray, list[np.ndarray]], None]
