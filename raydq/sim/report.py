@@ -124,14 +124,23 @@ def plot_results(results: Iterable[RoundResult], path: str | Path, *, title: str
     by: dict[str, dict[int, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
         by[r.strategy][r.round].append((r.labeled, r.test_accuracy))
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    for strategy in sorted(by):
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
+    colors = plt.get_cmap("tab20").colors  # more strategies than the default cycle's ten colours
+    for n, strategy in enumerate(sorted(by)):
         rounds = sorted(by[strategy])
         x = np.array([np.mean([v[0] for v in by[strategy][i]]) for i in rounds])
         acc = [np.array([v[1] for v in by[strategy][i]]) for i in rounds]
         mean = np.array([a.mean() for a in acc])
         std = np.array([a.std() for a in acc])
-        (line,) = ax.plot(x, mean, label=strategy, linewidth=1.5)
+        style = "-" if strategy.endswith("dropquery") else ("--" if n % 2 else "-.")
+        (line,) = ax.plot(
+            x,
+            mean,
+            label=strategy,
+            linewidth=2.2 if "dropquery" in strategy else 1.4,
+            color=colors[(2 * n) % 20 + (n // 10) % 2],
+            linestyle=style,
+        )
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
     ax.set_xlabel("labeled examples")
     ax.set_ylabel("test accuracy")
