@@ -35,7 +35,7 @@ def _free_port() -> int:
 
 
 def test_killed_run_resumes_without_duplicates(ray_cluster, tmp_path):
-    files = {f"img{n:02d}.png": encode(rgb(100 + n, (24, 24)), "PNG") for n in range(40)}
+    files = {f"img{n:02d}.png": encode(rgb(100 + n, (24, 24)), "PNG") for n in range(60)}
     good = write_folder(tmp_path / "imgs", files)
     out = tmp_path / "store"
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "disabled"}
@@ -45,7 +45,7 @@ def test_killed_run_resumes_without_duplicates(ray_cluster, tmp_path):
     try:
         deadline = time.monotonic() + 180
         while len(list(out.glob("part-*.parquet"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)  # a crash: no cleanup, no final manifest
         proc.wait(timeout=30)
     finally:
