@@ -58,7 +58,14 @@ class SourcePlan:
 # --------------------------------------------------------------------------- Fashion-MNIST
 
 
-def plan_fashion_mnist(*, split: str, limit: int | None, seed: int, done: set[str], rows_per_block: int) -> SourcePlan:
+def _block_rows(rows: int, rows_per_block: int, min_blocks: int) -> int:
+    """Rows per block: at most ``rows_per_block``, small enough that ``min_blocks`` blocks feed every actor."""
+    return max(1, min(rows_per_block, -(-rows // max(1, min_blocks))))
+
+
+def plan_fashion_mnist(
+    *, split: str, limit: int | None, seed: int, done: set[str], rows_per_block: int, min_blocks: int = 1
+) -> SourcePlan:
     import pandas as pd
     import ray
 
@@ -75,8 +82,9 @@ def plan_fashion_mnist(*, split: str, limit: int | None, seed: int, done: set[st
 
     def build():
         frames = []
-        for start in range(0, len(keep), rows_per_block):
-            sel = keep[start : start + rows_per_block]
+        step = _block_rows(len(keep), rows_per_block, min_blocks)
+        for start in range(0, len(keep), step):
+            sel = keep[start : start + step]
             rows = index[sel]
             frames.append(
                 pd.DataFrame(
@@ -168,7 +176,7 @@ def decode_files_batch(batch: dict[str, np.ndarray], decode: DecodeSpec) -> dict
 
 def plan_files(
     source: str, *, limit: int | None, seed: int, done: set[str], decode: DecodeSpec, rows_per_block: int,
-    num_cpus: float,
+    num_cpus: float, min_blocks: int = 1,
 ) -> SourcePlan:  # fmt: skip
     import ray
 
@@ -183,11 +191,9 @@ def plan_files(
     def build():
         if not todo:
             return None
-        blocks = max(1, -(-len(todo) // rows_per_block))
-        ds = ray.data.from_items([{"uri": u} for u in todo], override_num_blocks=blocks)
-        return ds.map_batches(
-            decode_files_batch, fn_kwargs={"decode": decode}, batch_size=rows_per_block, num_cpus=num_cpus
-        )
+        step = _block_rows(len(todo), rows_per_block, min_blocks)
+        ds = ray.data.from_items([{"uri": u} for u in todo], override_num_blocks=-(-len(todo) // step))
+        return ds.map_batches(decode_files_batch, fn_kwargs={"decode": decode}, batch_size=step, num_cpus=num_cpus)
 
     return SourcePlan(description=source, total=len(uris), skipped=len(uris) - len(todo), class_names=None, build=build)
 
@@ -330,11 +336,13 @@ def plan_parquet(
 def plan_source(
     source: str, *, split: str, limit: int | None, seed: int, done: set[str], decode: DecodeSpec,
     image_column: str | None = None, id_column: str | None = None, label_column: str | None = None,
-    rows_per_block: int = 256, num_cpus: float = 1.0,
+    rows_per_block: int = 256, num_cpus: float = 1.0, min_blocks: int = 1,
 ) -> SourcePlan:  # fmt: skip
     """Resolve ``source`` (fashion-mnist | folder/glob/file | object-store URI | Parquet of bytes)."""
     if source == "fashion-mnist":
-        return plan_fashion_mnist(split=split, limit=limit, seed=seed, done=done, rows_per_block=rows_per_block)
+        return plan_fashion_mnist(
+            split=split, limit=limit, seed=seed, done=done, rows_per_block=rows_per_block, min_blocks=min_blocks
+        )
     if is_parquet_source(source):
         return plan_parquet(
             source, limit=limit, done=done, decode=decode, image_column=image_column, id_column=id_column,
@@ -343,7 +351,7 @@ def plan_source(
     if _is_remote(source) or os.path.exists(source) or any(ch in source for ch in "*?["):
         return plan_files(
             source, limit=limit, seed=seed, done=done, decode=decode, rows_per_block=rows_per_block,
-            num_cpus=num_cpus,
+            num_cpus=num_cpus, min_blocks=min_blocks,
         )  # fmt: skip
     raise ValueError(
         f"source {source!r}: expected 'fashion-mnist', a folder/glob of images, an s3:// or gs:// URI, "

@@ -167,10 +167,13 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     decode = DecodeSpec(
         size=pcfg.size, resize_mode=pcfg.resize_mode, interpolation=pcfg.interpolation, max_pixels=config.max_pixels
     )
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    layout = plan_actors(config, ray.cluster_resources(), single_node=len(nodes) <= 1)
     plan = plan_source(
         config.source, split=config.split, limit=config.resolved_limit(), seed=config.seed, done=done,
         decode=decode, image_column=config.image_column, id_column=config.id_column,
         label_column=config.label_column, rows_per_block=max(config.batch_size * 4, 64), num_cpus=config.decode_cpus,
+        min_blocks=2 * layout.actors,
     )  # fmt: skip
 
     def manifest(num_rows: int) -> Manifest:
@@ -181,8 +184,6 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
             class_names=plan.class_names, raydq_version=raydq_version(),
         )  # fmt: skip
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    layout = plan_actors(config, ray.cluster_resources(), single_node=len(nodes) <= 1)
     write_manifest(output, manifest(len(done)))
     writer = ShardWriter(output, dim=dim, dtype=config.dtype, rows_per_shard=config.rows_per_shard)
     failures = FailureReport(output)
