@@ -127,3 +127,12 @@ def test_nearest_distinct_skips_rows_that_are_not_allowed():
     np.testing.assert_array_equal(nearest_distinct(X, C, allowed=np.array([False, True, False, True])), [1, 3])
     with pytest.raises(ValueError, match="eligible"):
         nearest_distinct(X, C, allowed=np.array([True, False, False, False]))
+
+
+def test_faiss_thread_setting_is_restored_after_training():
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    X, _ = _blobs(k=3)
+    make_kmeans(X.shape[1], 3, backend="faiss").train(X)  # small: trains on one OpenMP thread
+    assert faiss.omp_get_max_threads() == before
