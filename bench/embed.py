@@ -1,9 +1,10 @@
 """Embed-job throughput against the compute floor: a bare forward loop of the same model, same input size.
 
-Prints images/s of ``run_embed`` on Fashion-MNIST (end to end: planning, actor start-up, decode, forward, Parquet
-writes) and of a single-process loop calling the model on ready-made input tensors, measured in this run (the bare
-loop before and after the job, averaged), and their ratio. Target on a 2-core CPU machine with the default model:
-ratio >= 0.8.
+Prints images/s of ``run_embed`` on Fashion-MNIST (end to end: planning, actor start-up, preprocessing, forward,
+Parquet writes) and of a single-process loop calling the same model, with the job's precision, on ready-made input
+tensors at its best thread count (the bare loop runs before and after the job; the two are averaged), and their
+ratio. Target on a 2-core CPU machine with the default model: ratio >= 0.8. Also prints the preprocessing rate and
+the job's fixed cost (a one-batch run) against its marginal rate, to show where the time goes.
 
     python bench/embed.py [--images 2000] [--model efficientnet_lite0] [--batch-size 32] [--actors N]
 """
