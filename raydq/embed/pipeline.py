@@ -156,6 +156,7 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
         ray.init()
     started = time.perf_counter()
     ctx = ray.data.DataContext.get_current()
+    saved = ctx.enable_progress_bars, ctx.print_on_execution_start
     ctx.enable_progress_bars = False  # our own bar counts written rows; Ray's would interleave with it
     ctx.print_on_execution_start = False
 
@@ -209,6 +210,7 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
         writer.close()
     finally:
         failures.close()
+        ctx.enable_progress_bars, ctx.print_on_execution_start = saved  # the caller's Ray Data settings
     total_rows = count_rows(output)
     write_manifest(output, manifest(total_rows))
     seconds = time.perf_counter() - started
