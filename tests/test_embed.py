@@ -85,6 +85,11 @@ def test_fashion_mnist_default_source_float16(ray_cluster, tmp_path):
     # the same seed picks the same subset: a bigger limit only adds the difference
     more = run_embed(_config("fashion-mnist", out, split="test", limit=12, seed=0, dtype="float16"))
     assert (more.images, more.skipped) == (0, 12)
+    # resuming under another precision would mix bf16 and fp32 features in one store: refused, store untouched
+    other = "bf16" if manifest.preprocessing["precision"] != "bf16" else "fp32"
+    with pytest.raises(ValueError, match="preprocessing"):
+        run_embed(_config("fashion-mnist", out, split="test", limit=16, dtype="float16", precision=other))
+    assert len(load_pool(out)) == 12
 
 
 def test_parquet_bytes_source_with_and_without_id_column(ray_cluster, tmp_path):

@@ -163,13 +163,16 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     encoder = create_encoder(config.model, device="cpu")  # on the driver only for spec, dim and preprocessing
     spec, dim, pcfg = encoder.spec, encoder.dim, encoder.preprocess_cfg
     del encoder
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    layout = plan_actors(config, ray.cluster_resources(), single_node=len(nodes) <= 1)
+    preprocessing = {**spec["preprocessing"], "precision": layout.precision}
     output = Path(config.resolved_output()).resolve()
-    done = prepare_output(output, spec=spec, dtype=config.dtype, overwrite=config.overwrite)
+    done = prepare_output(
+        output, spec=spec, preprocessing=preprocessing, dtype=config.dtype, overwrite=config.overwrite
+    )
     decode = DecodeSpec(
         size=pcfg.size, resize_mode=pcfg.resize_mode, interpolation=pcfg.interpolation, max_pixels=config.max_pixels
     )
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    layout = plan_actors(config, ray.cluster_resources(), single_node=len(nodes) <= 1)
     plan = plan_source(
         config.source, split=config.split, limit=config.resolved_limit(), seed=config.seed, done=done,
         decode=decode, image_column=config.image_column, id_column=config.id_column,
@@ -180,7 +183,7 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     def manifest(num_rows: int) -> Manifest:
         return Manifest(
             model=spec["model"], weights=spec["weights"], dim=dim, dtype=config.dtype,
-            preprocessing={**spec["preprocessing"], "precision": layout.precision}, source=plan.description,
+            preprocessing=preprocessing, source=plan.description,
             num_rows=num_rows,
             class_names=plan.class_names, raydq_version=raydq_version(),
         )  # fmt: skip

@@ -36,9 +36,9 @@ def store_schema(dim: int, dtype: str) -> pa.Schema:
     )
 
 
-def prepare_output(output: Path, *, spec: dict, dtype: str, overwrite: bool) -> set[str]:
-    """Create the folder, clear crash leftovers, check an existing store was made by the same model and dtype, and
-    return the ids it already holds."""
+def prepare_output(output: Path, *, spec: dict, preprocessing: dict, dtype: str, overwrite: bool) -> set[str]:
+    """Create the folder, clear crash leftovers, check an existing store was made by the same model, preprocessing
+    (precision included: bf16 and fp32 features differ) and dtype, and return the ids it already holds."""
     if overwrite and output.exists():
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -51,6 +51,11 @@ def prepare_output(output: Path, *, spec: dict, dtype: str, overwrite: bool) -> 
             raise ValueError(
                 f"output {output} holds embeddings of {manifest.model} ({manifest.weights}, {manifest.dtype}), not "
                 f"{spec['model']} ({spec['weights']}, {dtype}): choose another output or set overwrite"
+            )
+        if shards and manifest.preprocessing != json.loads(json.dumps(preprocessing)):
+            raise ValueError(
+                f"output {output} holds embeddings made with preprocessing {manifest.preprocessing}, not "
+                f"{preprocessing} (e.g. another --precision): choose another output or set overwrite"
             )
     if not shards:
         return set()
