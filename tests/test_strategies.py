@@ -152,3 +152,9 @@ def test_probcover_reuses_its_graph_without_changing_answers(pool):
     np.testing.assert_array_equal(first, again)
     make_strategy("probcover", random_state=2).query(X[:300], y[:300], batch_size=8)
     assert representative._GRAPH_CACHE["key"] != key  # another pool, another graph
+
+
+def test_typiclust_scores_a_sample_of_a_huge_cluster(pool):
+    X, y, exclude, _ = pool
+    chosen = make_strategy("typiclust", max_cluster_rows=20, random_state=0).query(X, y, batch_size=6, exclude=exclude)
+    assert len(set(chosen)) == 6 and (y[chosen] == MISSING_LABEL).all() and not exclude[chosen].any()

@@ -56,7 +56,8 @@ class TypiClustQuery(QueryStrategy):
     """TypiClust (Hacohen et al. 2022): k-means into ``n_labeled + batch_size`` clusters (at most ``max_clusters``);
     repeatedly take the cluster with the fewest labeled rows (largest first among ties, clusters smaller than
     ``min_cluster_size`` skipped) and its most typical selectable row, typicality being the inverse mean distance to
-    the ``k_neighbors`` nearest neighbours within the cluster."""
+    the ``k_neighbors`` nearest neighbours within the cluster (scored on a sample of ``max_cluster_rows`` rows of a
+    larger cluster, since it needs all pairwise distances)."""
 
     def __init__(
         self,
@@ -64,12 +65,14 @@ class TypiClustQuery(QueryStrategy):
         k_neighbors: int = 20,
         max_clusters: int = 500,
         min_cluster_size: int = 5,
+        max_cluster_rows: int = 5000,
         kmeans_niter: int = 25,
         random_state: RandomState = None,
     ) -> None:
         self.k_neighbors = k_neighbors
         self.max_clusters = max_clusters
         self.min_cluster_size = min_cluster_size
+        self.max_cluster_rows = max_cluster_rows
         self.kmeans_niter = kmeans_niter
         self.random_state = random_state
 
@@ -102,6 +105,9 @@ class TypiClustQuery(QueryStrategy):
             order = np.lexsort((rng.random(len(cand)), -sizes[cand], existing[cand]))
             c = cand[order[0]]
             members = np.flatnonzero(assign == c)
+            if len(members) > self.max_cluster_rows:  # typicality is quadratic in the cluster: score a sample
+                keep = rng.choice(len(members), self.max_cluster_rows, replace=False)
+                members = np.sort(np.union1d(members[keep], members[free[members]][:1]))
             typ = self._typicality(Z[members], min(int(self.k_neighbors), len(members) // 2))
             typ[~free[members]] = -np.inf
             pick = int(members[np.argmax(typ)])
