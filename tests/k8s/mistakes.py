@@ -254,6 +254,12 @@ MISTAKES: list[Mistake] = [
         "'jobs/' keeps jobs",
         lambda p: setattr(p, "dockerignore", p.dockerignore + "jobs/\n"),
     ),
+    Mistake(
+        "dockerignore-drops-a-package",
+        "dockerfile",
+        "'\\*\\*/data' keeps raydq/data",
+        lambda p: setattr(p, "dockerignore", p.dockerignore + "**/data\n"),
+    ),
     # import_path and entrypoint exist in the repository
     Mistake(
         "import-path-attribute-missing",

@@ -395,9 +395,18 @@ def check_dockerfile(project: Project) -> None:
     if not dockerfile_workdir(project.dockerfile):
         problems.append("Dockerfile: no WORKDIR, so the image's path of jobs/embed.py is undefined")
     for source in sorted(copied - {"."}):
-        pattern = _ignored_by(project.dockerignore, source)
-        if pattern:
-            problems.append(f".dockerignore: {pattern!r} keeps {source}, which the Dockerfile copies, out of the image")
+        # the copied path itself and, for a folder, each Python package inside it (raydq/data is code, not data)
+        paths = [source]
+        if (project.root / source).is_dir():
+            paths += sorted(
+                str(init.parent.relative_to(project.root)) for init in (project.root / source).rglob("__init__.py")
+            )
+        for path in paths:
+            pattern = _ignored_by(project.dockerignore, path)
+            if pattern:
+                problems.append(
+                    f".dockerignore: {pattern!r} keeps {path}, which the Dockerfile copies, out of the image"
+                )
     _raise(problems)
 
 
@@ -414,9 +423,12 @@ def _ignored_by(dockerignore: str, path: str) -> str | None:
             continue
         negate = line.startswith("!")
         pattern = line.lstrip("!").strip("/")
-        if pattern.startswith("**/"):
+        if pattern.startswith("**/"):  # at any depth: match the tail of each prefix
+            candidates = ["/".join(prefix.split("/")[i:]) for prefix in prefixes for i in range(prefix.count("/") + 1)]
             pattern = pattern[3:]
-        if any(fnmatch(prefix, pattern) for prefix in prefixes):
+        else:  # anchored at the build context's root, as Docker reads .dockerignore
+            candidates = prefixes
+        if any(fnmatch(c, pattern) for c in candidates):
             decision = None if negate else line
     return decision
 
