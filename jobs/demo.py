@@ -44,8 +44,7 @@ def free_port() -> int:
 def embed(split: str, limit: int, output: Path) -> None:
     from raydq.embed import EmbedConfig, run_embed
 
-    summary = run_embed(EmbedConfig(source="fashion-mnist", split=split, limit=limit, output=str(output)))
-    print(f"[embed] {split}: {summary}")
+    run_embed(EmbedConfig(source="fashion-mnist", split=split, limit=limit, output=str(output)))  # prints a summary
 
 
 def wait_for_head(client: RaydqClient, revision: int, timeout: float = 300.0) -> dict:
