@@ -62,14 +62,15 @@ def parse_config(argv: list[str] | None = None) -> SimulateConfig:
         raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     if not strategies or not seeds:
         raise ValueError("--strategies and --seeds must each name at least one")
+    if args.rounds < 0:
+        raise ValueError(f"--rounds must be >= 0, got {args.rounds}")
     for name, value in (
-        ("--rounds", args.rounds),
         ("--initial-budget", args.initial_budget),
         ("--per-round", args.per_round),
         ("--n-classes", args.n_classes),
     ):
-        if value is not None and value < (0 if name == "--rounds" else 1):
-            raise ValueError(f"{name} must be {'>= 0' if name == '--rounds' else 'positive'}, got {value}")
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be positive, got {value}")
     head_params = {"max_epochs": args.max_epochs} if args.max_epochs else {}
     return SimulateConfig(
         pool=args.pool,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from raydq.cluster.threads import single_thread_blas
-from raydq.strategies.base import check_random_state
+from raydq.strategies.base import check_random_state, init_params
 from raydq.strategies.dropout import keep_mask
 
 _BN_EPS = 1e-5
@@ -122,16 +122,7 @@ class LinearHead:
 
     # -- scikit-learn plumbing -------------------------------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {
-            "n_classes": self.n_classes,
-            "dropout": self.dropout,
-            "lr": self.lr,
-            "weight_decay": self.weight_decay,
-            "max_epochs": self.max_epochs,
-            "patience": self.patience,
-            "min_delta": self.min_delta,
-            "random_state": self.random_state,
-        }
+        return init_params(self)
 
     def set_params(self, **params: Any) -> LinearHead:
         valid = self.get_params()

@@ -46,31 +46,12 @@ def row_uniforms(seed: int, rows: np.ndarray) -> np.ndarray:
 
 # -- phase 1 ------------------------------------------------------------------------------------------------------
 def phase1(
-    X: np.ndarray,
-    selectable: np.ndarray,
-    W: np.ndarray,
-    b: np.ndarray,
-    *,
-    dropout: float,
-    n_passes: int,
-    seed: int,
-    row_offset: int = 0,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    n_threads: int | None = None,
+    X: np.ndarray, selectable: np.ndarray, W: np.ndarray, b: np.ndarray, *, n_passes: int, **dropout_kwargs: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(counts, histogram)``: per-row mismatch counts (keep them on the shard) and, over selectable rows, how many
-    rows have each count ``0..n_passes`` (send this)."""
-    _, counts = mismatch_counts(
-        X,
-        W,
-        b,
-        dropout=dropout,
-        n_passes=n_passes,
-        seed=seed,
-        row_offset=row_offset,
-        chunk_rows=chunk_rows,
-        n_threads=n_threads,
-    )
+    rows have each count ``0..n_passes`` (send this). ``dropout_kwargs`` (dropout, seed, row_offset, chunk_rows,
+    n_threads) go to ``mismatch_counts``."""
+    _, counts = mismatch_counts(X, W, b, n_passes=n_passes, **dropout_kwargs)
     hist = np.bincount(counts[selectable], minlength=n_passes + 1).astype(np.int64)
     return counts, hist
 

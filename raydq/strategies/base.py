@@ -16,6 +16,18 @@ MISSING_LABEL = -1
 RandomState = int | np.random.Generator | None
 
 
+def init_params(obj: object) -> dict[str, Any]:
+    """``obj``'s constructor parameters by name, read back from the attributes the constructor stored them in."""
+    import inspect
+
+    names = [
+        p.name
+        for p in inspect.signature(type(obj).__init__).parameters.values()
+        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return {name: getattr(obj, name) for name in names}
+
+
 def check_random_state(random_state: RandomState) -> np.random.Generator:
     """One place where ``random_state`` (None, int or Generator) becomes a Generator."""
     if isinstance(random_state, np.random.Generator):
@@ -38,14 +50,7 @@ class QueryStrategy(ABC):
 
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters by name (scikit-learn's ``get_params``, without nesting)."""
-        import inspect
-
-        names = [
-            p.name
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-        return {name: getattr(self, name) for name in names}
+        return init_params(self)
 
     def query(
         self,

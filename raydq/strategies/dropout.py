@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -131,18 +132,11 @@ def map_dropout_chunks(
 
 
 def mismatch_counts(
-    X: np.ndarray,
-    W: np.ndarray,
-    b: np.ndarray,
-    *,
-    dropout: float,
-    n_passes: int,
-    seed: int,
-    row_offset: int = 0,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    n_threads: int | None = None,
+    X: np.ndarray, W: np.ndarray, b: np.ndarray, *, n_passes: int, **kwargs: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_star, counts)``: the unperturbed argmax per row and how many of ``n_passes`` dropout passes disagree."""
+    """``(y_star, counts)``: the unperturbed argmax per row and how many of ``n_passes`` dropout passes disagree.
+
+    The other keywords (dropout, seed, row_offset, chunk_rows, n_threads) are ``map_dropout_chunks``'s."""
     if not 1 <= n_passes <= 255:
         raise ValueError(f"n_passes must be in [1, 255], got {n_passes}")
     n = len(X)
@@ -157,16 +151,5 @@ def mismatch_counts(
         y_star[s : s + len(y0)] = y0
         counts[s : s + len(y0)] = c
 
-    map_dropout_chunks(
-        X,
-        W,
-        b,
-        fn,
-        dropout=dropout,
-        n_passes=n_passes,
-        seed=seed,
-        row_offset=row_offset,
-        chunk_rows=chunk_rows,
-        n_threads=n_threads,
-    )
+    map_dropout_chunks(X, W, b, fn, n_passes=n_passes, **kwargs)
     return y_star, counts
