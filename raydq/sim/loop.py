@@ -8,7 +8,7 @@ split. Selection never sees the true labels of unlabeled rows: the oracle reveal
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +65,6 @@ def run_one(
     initial_budget: int | None = None,
     per_round: int | None = None,
     head_params: dict | None = None,
-    on_round: Callable[[RoundResult], None] | None = None,
 ) -> Iterator[RoundResult]:
     """Yield one ``RoundResult`` per round 0..n_rounds for one strategy pair and seed."""
     initial_budget = n_classes if initial_budget is None else initial_budget
@@ -87,7 +86,4 @@ def run_one(
         params = {**(head_params or {}), "random_state": int(seed) * 1000 + r}
         head = LinearHead(n_classes, **params).fit(X[labeled], y[labeled])
         acc = float((head.predict(X_test) == y_test).mean())
-        result = RoundResult(str(pair), int(seed), r, int(labeled.sum()), acc, seconds)
-        if on_round is not None:
-            on_round(result)
-        yield result
+        yield RoundResult(str(pair), int(seed), r, int(labeled.sum()), acc, seconds)
