@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from raydq.strategies._utils import l2_normalise, predict_proba_chunked
-from raydq.strategies.base import QueryStrategy, RandomState
+from raydq.strategies.base import QueryStrategy
 
 
 def _sq_dist_to(Z: np.ndarray, sq: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -29,10 +29,8 @@ class CoresetQuery(QueryStrategy):
         for _ in range(batch_size):
             score = np.where(selectable, dist, -1.0)
             score[chosen] = -1.0
-            if np.isinf(score).all() or not np.isfinite(score.max()):
-                pick = int(rng.choice(np.flatnonzero(np.isinf(score))))
-            else:
-                pick = int(np.argmax(score))
+            unseen = np.flatnonzero(np.isinf(score))  # no center yet (nothing labeled or chosen): a random first row
+            pick = int(rng.choice(unseen)) if len(unseen) else int(np.argmax(score))
             chosen.append(pick)
             dist = np.minimum(dist, _sq_dist_to(Z, sq, Z[pick]))
         return np.asarray(chosen, dtype=np.int64)
@@ -44,9 +42,6 @@ class BADGEQuery(QueryStrategy):
     of them is ``|a_i|²|z_i|² + |a_j|²|z_j|² - 2 (a_i·a_j)(z_i·z_j)``."""
 
     needs_head = True
-
-    def __init__(self, *, random_state: RandomState = None) -> None:
-        self.random_state = random_state
 
     def _query(self, X, y, selectable, *, batch_size, head, rng):
         rows = np.flatnonzero(selectable)
