@@ -38,6 +38,14 @@ def test_default_encoder_shape_spec_and_determinism(default_encoder):
     assert not enc.model.training
 
 
+def test_describe_encoder_matches_the_built_encoder(default_encoder):
+    from raydq.models.factory import describe_encoder
+
+    spec, dim, cfg = describe_encoder()  # the default is described without loading weights
+    built = {k: v for k, v in default_encoder.spec.items() if k != "precision"}
+    assert (spec, dim, cfg) == (built, default_encoder.dim, default_encoder.preprocess_cfg)
+
+
 def test_default_encoder_scales_pixels_like_the_tf_lite_checkpoints(default_encoder):
     """EfficientNet-Lite's TF weights expect (x - 127) / 128: black -> -127/128, white -> 1, on every channel."""
     x = default_encoder.preprocess(np.stack([np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8)]))

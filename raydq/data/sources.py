@@ -284,8 +284,8 @@ def plan_parquet(
     import ray
 
     fmt = "ipc" if source.endswith((".arrow", ".feather")) else "parquet"
-    schema = pads.dataset(source, format=fmt).schema
-    names = schema.names
+    dataset = pads.dataset(source, format=fmt)  # opened once: the schema, the row count and the done-id scan
+    names = dataset.schema.names
     if image_column is None:
         image_column = next((c for c in IMAGE_COLUMN_CANDIDATES if c in names), None)
         if image_column is None:
@@ -302,12 +302,12 @@ def plan_parquet(
         raise ValueError(f"label_column {label_column!r} is not a column of {source} (columns: {names})")
     uri_column = next((c for c in ("uri", "path", "url") if c in names), None)
     columns = [c for c in dict.fromkeys([image_column, id_column, label_column, uri_column]) if c]
-    total = pads.dataset(source, format=fmt).count_rows()
+    total = dataset.count_rows()
     if limit is not None:
         total = min(total, limit)
     skipped = 0
     if id_column is not None and done:
-        ids = pads.dataset(source, format=fmt).to_table(columns=[id_column]).column(id_column).to_pylist()
+        ids = dataset.to_table(columns=[id_column]).column(id_column).to_pylist()
         ids = ids[:total]
         skipped = sum(1 for i in ids if str(i) in done)
 
@@ -315,7 +315,7 @@ def plan_parquet(
         if fmt == "parquet":
             ds = ray.data.read_parquet(source, columns=columns)
         else:
-            ds = ray.data.from_arrow(pads.dataset(source, format=fmt).to_table(columns=columns))
+            ds = ray.data.from_arrow(dataset.to_table(columns=columns))
         if limit is not None:
             ds = ds.limit(limit)
         done_ref = ray.put(frozenset(done)) if done else None

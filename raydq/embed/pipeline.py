@@ -150,7 +150,7 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     """Embed ``config.source`` into ``config.output``; joins the running Ray cluster (or starts a local one)."""
     import ray
 
-    from raydq.models import create_encoder
+    from raydq.models.factory import describe_encoder
 
     if not ray.is_initialized():
         ray.init()
@@ -160,9 +160,7 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     ctx.enable_progress_bars = False  # our own bar counts written rows; Ray's would interleave with it
     ctx.print_on_execution_start = False
 
-    encoder = create_encoder(config.model, device="cpu")  # on the driver only for spec, dim and preprocessing
-    spec, dim, pcfg = encoder.spec, encoder.dim, encoder.preprocess_cfg
-    del encoder
+    spec, dim, pcfg = describe_encoder(config.model)  # the driver records the model; the actors run it
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     layout = plan_actors(config, ray.cluster_resources(), single_node=len(nodes) <= 1)
     preprocessing = {**spec["preprocessing"], "precision": layout.precision}

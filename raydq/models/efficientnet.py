@@ -51,6 +51,12 @@ def weights_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
+def describe_efficientnet_lite0() -> tuple[dict, int, PreprocessCfg]:
+    """(spec, dim, preprocessing) without loading the model: all constants but the weights file's hash."""
+    spec = {"model": NAME, "weights": file_sha256(weights_path()), "preprocessing": PREPROCESS.as_dict()}
+    return spec, DIM, PREPROCESS
+
+
 def create_efficientnet_lite0(*, device: str = "cpu") -> Encoder:
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -63,5 +69,5 @@ def create_efficientnet_lite0(*, device: str = "cpu") -> Encoder:
     backbone.eval()
     _fuse_batchnorms(backbone)
     model = _PooledFeatures(backbone).eval().to(device=device, memory_format=torch.channels_last)
-    spec = {"model": NAME, "weights": file_sha256(path), "preprocessing": PREPROCESS.as_dict()}
-    return Encoder(model=model, dim=DIM, spec=spec, preprocess_cfg=PREPROCESS, device=device)
+    spec, dim, cfg = describe_efficientnet_lite0()
+    return Encoder(model=model, dim=dim, spec=spec, preprocess_cfg=cfg, device=device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from raydq.models.base import Encoder, resolve_precision
+from raydq.models.base import Encoder, PreprocessCfg, resolve_precision
 
 DEFAULT_SPEC = "efficientnet_lite0"
 SCHEMES = ("efficientnet_lite0", "open_clip:<model>[/<pretrained tag>|@<checkpoint>]", "timm:<name>[@<weights file>]")
@@ -60,3 +60,14 @@ def create_encoder(spec: str | None = None, *, device: str | None = None, precis
     encoder.precision = precision
     encoder.spec["precision"] = precision
     return encoder
+
+
+def describe_encoder(spec: str | None = None) -> tuple[dict, int, PreprocessCfg]:
+    """(spec, dim, preprocessing) of the encoder ``spec`` names, for a driver that only records what the workers
+    will run. The default's are constants (no weights loaded); other families need the model built, on CPU."""
+    if (spec or DEFAULT_SPEC).strip() in (DEFAULT_SPEC, "efficientnet-lite0"):
+        from raydq.models.efficientnet import describe_efficientnet_lite0
+
+        return describe_efficientnet_lite0()
+    encoder = create_encoder(spec, device="cpu")
+    return encoder.spec, encoder.dim, encoder.preprocess_cfg
