@@ -96,3 +96,25 @@ def check_refusal(name: str, response, status: int | None, needle: str) -> None:
     if status is not None:
         assert response.status_code == status, f"{name}: {response.status_code} {response.text[:300]}"
     assert needle.lower() in response.text.lower(), f"{name}: {needle!r} not in {response.text[:300]}"
+
+
+def check_malformed_requests(client, args, ids: list[str]) -> None:
+    """Posts every case of the table through ``client``; each must be refused and leave the label store as it was."""
+    from raydq.labels import LabelStore
+
+    store = LabelStore(args.database_url)
+    try:
+        before = state_of(store)
+        table = bad_requests(
+            ids,
+            max_batch_size=args.max_batch_size,
+            max_labels=args.max_labels_per_request,
+            max_body=args.max_body_bytes,
+            pool=client.get("/status").json()["unlabeled_available"],
+        )
+        for name, path, body, status, needle in table:
+            r = client.post(path, content=encode(body), headers={"content-type": "application/json"})
+            check_refusal(name, r, status, needle)
+            assert state_of(store) == before, name
+    finally:
+        store.close()

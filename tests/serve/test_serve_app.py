@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from raydq.labels import LabelStore
 from raydq.pool.store import load_pool
 from raydq.serve.service import create_local_app
-from tests.serve.cases import bad_requests, check_refusal, encode, state_of
+from tests.serve.cases import check_malformed_requests, state_of
 from tests.serve.helpers import CLASSES, N_ITEMS, wait_for
 
 
@@ -85,21 +85,7 @@ def test_malformed_requests_change_nothing(make_args, tmp_path, pool):
     with TestClient(create_local_app(args)) as c:
         c.post("/update_labels", json={"labels": true_labels(pool, ids[-2:])})
         c.post("/select_batch", json={"batch_size": 3})
-        store = LabelStore(args.database_url)
-        before = state_of(store)
-        available = c.get("/status").json()["unlabeled_available"]
-        table = bad_requests(
-            ids,
-            max_batch_size=args.max_batch_size,
-            max_labels=args.max_labels_per_request,
-            max_body=args.max_body_bytes,
-            pool=available,
-        )
-        for name, path, body, status, needle in table:
-            r = c.post(path, content=encode(body), headers={"content-type": "application/json"})
-            check_refusal(name, r, status, needle)
-            assert state_of(store) == before, name
-        store.close()
+        check_malformed_requests(c, args, ids)
 
 
 def test_leases_release_and_expiry(make_args, tmp_path):

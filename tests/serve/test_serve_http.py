@@ -15,7 +15,7 @@ from schemathesis.generation.modes import GenerationMode
 
 from raydq.labels import LabelStore
 from raydq.pool.store import load_pool
-from tests.serve.cases import bad_requests, check_refusal, encode, state_of
+from tests.serve.cases import check_malformed_requests, state_of
 from tests.serve.helpers import CLASSES, service_args, wait_for, write_store
 
 pytestmark = pytest.mark.slow
@@ -82,21 +82,7 @@ def test_loop_over_http(service):
 
 def test_malformed_requests_over_http(service):
     c, pool, args = service["client"], service["pool"], service["args"]
-    store = LabelStore(args.database_url)
-    before = state_of(store)
-    available = c.get("/status").json()["unlabeled_available"]
-    table = bad_requests(
-        [str(i) for i in pool.ids],
-        max_batch_size=args.max_batch_size,
-        max_labels=args.max_labels_per_request,
-        max_body=args.max_body_bytes,
-        pool=available,
-    )
-    for name, path, body, status, needle in table:
-        r = c.post(path, content=encode(body), headers={"content-type": "application/json"})
-        check_refusal(name, r, status, needle)
-        assert state_of(store) == before, name
-    store.close()
+    check_malformed_requests(c, args, [str(i) for i in pool.ids])
 
 
 def test_twenty_concurrent_annotators_never_share_items(service):
