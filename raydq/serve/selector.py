@@ -8,7 +8,6 @@ write lock, that none of them was leased or labeled meanwhile. Selection inside 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import shutil
 import tempfile
@@ -35,6 +34,7 @@ from raydq.serve.schemas import (
     UpdateLabelsRequest,
 )
 from raydq.strategies import MISSING_LABEL, STRATEGIES, make_strategy
+from raydq.strategies.base import param_names
 
 log = logging.getLogger(__name__)
 _LEASE_RETRIES = 5
@@ -52,12 +52,6 @@ def load_embeddings(location: str) -> Pool:
         return load_pool(local)
     finally:
         shutil.rmtree(local, ignore_errors=True)
-
-
-def _init_params(cls: type) -> set[str]:
-    """Constructor parameter names of a strategy class (what a request's ``options`` may set)."""
-    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return {p.name for p in inspect.signature(cls.__init__).parameters.values() if p.kind in kinds} - {"self"}
 
 
 def resolve_classes(args: ServeArgs, pool: Pool) -> list[str]:
@@ -162,7 +156,7 @@ class SelectorCore:
         cls = STRATEGIES[name]
         params = dict(self.args.strategy_params.get(name, {}))
         if req.options:
-            allowed = _init_params(cls) - {"random_state"}
+            allowed = set(param_names(cls)) - {"random_state"}
             for key, value in req.options.items():
                 if key not in allowed:
                     raise ServiceError(

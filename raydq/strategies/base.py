@@ -16,16 +16,21 @@ MISSING_LABEL = -1
 RandomState = int | np.random.Generator | None
 
 
-def init_params(obj: object) -> dict[str, Any]:
-    """``obj``'s constructor parameters by name, read back from the attributes the constructor stored them in."""
+def param_names(cls: type) -> list[str]:
+    """The named constructor parameters of ``cls`` (scikit-learn's ``_get_param_names``): what ``get_params``
+    returns and what a request's strategy ``options`` may set."""
     import inspect
 
-    names = [
+    return [
         p.name
-        for p in inspect.signature(type(obj).__init__).parameters.values()
+        for p in inspect.signature(cls.__init__).parameters.values()
         if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
-    return {name: getattr(obj, name) for name in names}
+
+
+def init_params(obj: object) -> dict[str, Any]:
+    """``obj``'s constructor parameters by name, read back from the attributes the constructor stored them in."""
+    return {name: getattr(obj, name) for name in param_names(type(obj))}
 
 
 def check_random_state(random_state: RandomState) -> np.random.Generator:
