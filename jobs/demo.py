@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(db_dir, ignore_errors=True)  # each demo starts with no labels
     db_dir.mkdir(parents=True)
 
-    ray.init(include_dashboard=False)
+    ray.init(address="local", include_dashboard=False)  # its own Ray, never a cluster left running here
     embed("train", args.pool_size, pool_dir)
     embed("test", args.test_size, test_dir)
     embedded = time.perf_counter()

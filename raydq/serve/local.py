@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from raydq.serve.service import create_local_app
+    from raydq.serve.inprocess import create_inprocess_app
 
-    app = create_local_app(load_args(config=ns.config, args_json=ns.args_json))
+    app = create_inprocess_app(load_args(config=ns.config, args_json=ns.args_json))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((ns.host, ns.port))

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from raydq.labels import LabelStore
 from raydq.pool.store import load_pool
-from raydq.serve.service import create_local_app
+from raydq.serve.inprocess import create_inprocess_app
 from tests.serve.cases import check_malformed_requests, state_of
 from tests.serve.helpers import CLASSES, N_ITEMS, wait_for
 
@@ -41,7 +41,7 @@ def wait_version(client, version: int, timeout: float = 60) -> dict:
 def test_select_label_retrain_and_model(make_args, db_url, pool):
     """The whole loop, on SQLite and PostgreSQL: cold start, labels, a trained head, selection with it."""
     args = make_args(db_url)
-    with TestClient(create_local_app(args)) as c:
+    with TestClient(create_inprocess_app(args)) as c:
         first = c.post("/select_batch", json={"batch_size": 12})
         assert first.status_code == 200, first.text
         body = first.json()
@@ -82,7 +82,7 @@ def test_select_label_retrain_and_model(make_args, db_url, pool):
 def test_malformed_requests_change_nothing(make_args, tmp_path, pool):
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}", max_batch_size=N_ITEMS * 2)
     ids = [str(i) for i in pool.ids]
-    with TestClient(create_local_app(args)) as c:
+    with TestClient(create_inprocess_app(args)) as c:
         c.post("/update_labels", json={"labels": true_labels(pool, ids[-2:])})
         c.post("/select_batch", json={"batch_size": 3})
         check_malformed_requests(c, args, ids)
@@ -90,7 +90,7 @@ def test_malformed_requests_change_nothing(make_args, tmp_path, pool):
 
 def test_leases_release_and_expiry(make_args, tmp_path):
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}", max_batch_size=N_ITEMS)
-    with TestClient(create_local_app(args)) as c:
+    with TestClient(create_inprocess_app(args)) as c:
         a = c.post("/select_batch", json={"batch_size": 100}).json()
         b = c.post("/select_batch", json={"batch_size": 100, "lease_seconds": 1}).json()
         a_ids, b_ids = {x["id"] for x in a["items"]}, {x["id"] for x in b["items"]}
@@ -109,7 +109,7 @@ def test_leases_release_and_expiry(make_args, tmp_path):
 def test_failed_training_keeps_last_good_head(make_args, tmp_path, pool):
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}")
     ids = [str(i) for i in pool.ids]
-    app = create_local_app(args)
+    app = create_inprocess_app(args)
     with TestClient(app) as c:
         c.post("/update_labels", json={"labels": true_labels(pool, ids[:10])})
         wait_version(c, 1)
@@ -135,13 +135,13 @@ def test_failed_training_keeps_last_good_head(make_args, tmp_path, pool):
 def test_restart_rebuilds_state_from_the_stores(make_args, db_url, pool):
     args = make_args(db_url)
     ids = [str(i) for i in pool.ids]
-    with TestClient(create_local_app(args)) as c:
+    with TestClient(create_inprocess_app(args)) as c:
         c.post("/update_labels", json={"labels": true_labels(pool, ids[:15])})
         wait_version(c, 1)
         leased = {x["id"] for x in c.post("/select_batch", json={"batch_size": 20}).json()["items"]}
         before = c.get("/status").json()
         model = c.get("/model").json()
-    with TestClient(create_local_app(args)) as c:  # a new process would see exactly this
+    with TestClient(create_inprocess_app(args)) as c:  # a new process would see exactly this
         after = c.get("/status").json()
         for key in ("labeled", "leased", "revision", "model_version", "unlabeled_available"):
             assert after[key] == before[key], key
@@ -155,7 +155,7 @@ def test_token_required_and_nothing_written(make_args, tmp_path, pool):
     token_file.write_text("s3cret-token\n")
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}", api_token_file=str(token_file))
     ids = [str(i) for i in pool.ids]
-    with TestClient(create_local_app(args)) as c:
+    with TestClient(create_inprocess_app(args)) as c:
         store = LabelStore(args.database_url)
         before = state_of(store)
         for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "s3cret-token"}):
@@ -180,10 +180,10 @@ def test_label_mirror_follows_relabels_and_foreign_classes(make_args, tmp_path, 
     class that is not configured (an old class list) keeps the item out of selection and training."""
     from raydq.labels import LabelIn
     from raydq.serve.schemas import SelectBatchRequest
-    from raydq.serve.selector import SelectorCore
+    from raydq.serve.selection import SelectionService
 
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}", max_batch_size=N_ITEMS)
-    core = SelectorCore(args)
+    core = SelectionService(args)
     ids = [str(i) for i in pool.ids]
     core.store.apply_labels([LabelIn(id=ids[0], label=CLASSES[0]), LabelIn(id=ids[1], label=CLASSES[1])])
     assert core.training_set().y.tolist() == [0, 1]
@@ -203,10 +203,10 @@ def test_two_selector_replicas_never_lease_the_same_item(make_args, db_url):
     import threading
 
     from raydq.serve.schemas import SelectBatchRequest
-    from raydq.serve.selector import SelectorCore
+    from raydq.serve.selection import SelectionService
 
     args = make_args(db_url, max_batch_size=N_ITEMS)
-    cores = [SelectorCore(args), SelectorCore(args)]
+    cores = [SelectionService(args), SelectionService(args)]
     got: list[list[str]] = []
     barrier = threading.Barrier(len(cores))
 
