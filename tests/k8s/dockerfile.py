@@ -85,3 +85,35 @@ def ignored_by(dockerignore: str, path: str) -> str | None:
         if any(fnmatch(c, pattern) for c in candidates):
             decision = None if negate else line
     return decision
+
+
+_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def build_args(dockerfile: str) -> dict[str, str]:
+    """The default of every ARG (before and after FROM). A stage's `ARG X` without a default inherits the global
+    default, as Docker does, so it keeps the value declared earlier."""
+    args: dict[str, str] = {}
+    for line in instructions(dockerfile):
+        word, _, rest = line.partition(" ")
+        if word.upper() == "ARG":
+            key, eq, default = rest.strip().partition("=")
+            if eq or key not in args:
+                args[key] = default.strip().strip('"').strip("'")
+    return args
+
+
+def substitute(text: str, args: dict[str, str]) -> str:
+    """`${X}` and `$X` replaced by the ARG defaults; unknown variables stay as written."""
+    return _VAR.sub(lambda m: args.get(m[1] or m[2], m[0]), text)
+
+
+def shell_steps(dockerfile: str) -> list[str]:
+    """The shell commands of every RUN, in build order, split at `&&` and `;`, with ARG defaults substituted."""
+    args = build_args(dockerfile)
+    steps = []
+    for line in instructions(dockerfile):
+        word, _, rest = line.partition(" ")
+        if word.upper() == "RUN":
+            steps += [s.strip() for s in re.split(r"&&|;", substitute(rest, args)) if s.strip()]
+    return steps

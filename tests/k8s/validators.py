@@ -32,6 +32,7 @@ from tests.k8s.dockerfile import (
     ignored_by,
     instructions,
 )
+from tests.k8s.image import check_cuda_line, check_gpu_packages, check_images
 from tests.k8s.project import (
     RAY_KINDS,
     ManifestError,
@@ -505,7 +506,38 @@ def check_autoscaling(project: Project) -> None:
             )
             if asks_gpu and not (group.get("maxReplicas", 0) > group.get("minReplicas", 0)):
                 problems.append(f"k8s/{name}: {where}.workerGroupSpecs[{i}]: GPU group cannot scale (max <= min)")
+        if doc["kind"] == "RayJob":
+            problems += [f"k8s/{name}: spec.entrypoint: {p}" for p in _embed_pool_problems(doc)]
     _raise(problems)
+
+
+def _embed_pool_problems(doc: dict[str, Any]) -> list[str]:
+    """The embed job's GPU actor pool can grow over every GPU the worker groups can reach (--max-actors); without
+    it the pool stays at the GPUs present when the job starts."""
+    groups = cluster_spec(doc)[1].get("workerGroupSpecs") or []
+    capacity = sum(
+        gpus * int(group.get("maxReplicas") or 0)
+        for group, (_, _, gpus) in zip(groups, worker_shapes(doc), strict=True)
+    )
+    try:
+        values = parse_python_command(str(doc["spec"].get("entrypoint", ""))).values
+        per_actor = float(values.get("--num-gpus-per-actor", 1 if capacity else 0))
+        max_actors = int(values["--max-actors"]) if "--max-actors" in values else None
+    except (ManifestError, ValueError) as e:
+        return [str(e)]
+    if per_actor <= 0 or not capacity:
+        return []
+    if max_actors is None:
+        return [
+            f"the embed job's GPU pool stays at the GPUs present at start; pass --max-actors "
+            f"{int(capacity // per_actor)} to let it grow with the GPU groups ({capacity:g} GPUs at most)"
+        ]
+    if max_actors * per_actor != capacity:
+        return [
+            f"--max-actors {max_actors} x --num-gpus-per-actor {per_actor:g} = {max_actors * per_actor:g} GPUs, but "
+            f"the GPU worker groups grow to {capacity:g}"
+        ]
+    return []
 
 
 def check_shared_cluster_spec(project: Project) -> None:
@@ -750,6 +782,9 @@ CHECKS: dict[str, Callable[[Project], None]] = {
     "serve_schema": check_serve_schema,
     "serve_matches_config": check_serve_matches_config,
     "versions": check_versions,
+    "cuda_line": check_cuda_line,
+    "gpu_packages": check_gpu_packages,
+    "images": check_images,
     "dockerfile": check_dockerfile,
     "repo_references": check_repo_references,
     "gpu_resources": check_gpu_resources,
