@@ -1,10 +1,10 @@
 """Embed-job throughput against the compute floor: a bare forward loop of the same model, same input size.
 
-Prints images/s of ``run_embed`` on Fashion-MNIST (end to end: planning, actor start-up, preprocessing, forward,
-Parquet writes) and of a single-process loop calling the same model, with the job's precision and batch size, on
-ready-made input tensors (the bare loop runs before and after the job; the two are averaged), and their ratio. Also
-prints the preprocessing rate and the job's fixed cost (a one-batch run) against its marginal rate, to show where the
-time goes.
+Prints images/s of ``run_embed`` on Fashion-MNIST or ``--source`` (end to end: planning, actor start-up,
+preprocessing, forward, Parquet writes) and of a single-process loop calling the same model, with the job's precision
+and batch size, on ready-made input tensors (the bare loop runs before and after the job; the two are averaged), and
+their ratio. Also prints the preprocessing rate and the job's fixed cost (a one-batch run) against its marginal rate,
+to show where the time goes.
 
 CPU (the default without a GPU): the bare loop runs at its best thread count; target on a 2-core machine with the
 default model: ratio >= 0.8.
@@ -108,6 +108,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=None, help="images to embed (default: 2000 CPU, 20000 GPU)")
     parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument(
+        "--source",
+        default="fashion-mnist",
+        help="what the job embeds: any source of jobs/embed.py "
+        "(Fashion-MNIST needs the Debian package dataset-fashion-mnist or RAYDQ_FASHION_MNIST_DIR)",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda when visible")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the job's (256 on GPU, 32 on CPU)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
@@ -133,7 +139,7 @@ def main() -> None:
     encoder = create_encoder(args.model, device=device, precision=args.precision)
     batch_size = args.batch_size or (GPU_BATCH_SIZE if gpu else CPU_BATCH_SIZE)
     config = EmbedConfig(
-        source="fashion-mnist", split="train", limit=images, model=args.model, progress=False, batch_size=batch_size,
+        source=args.source, split="train", limit=images, model=args.model, progress=False, batch_size=batch_size,
         actors=args.actors, torch_threads=args.torch_threads, precision=encoder.precision,
         num_gpus_per_actor=1 if gpu else 0,
     )  # fmt: skip
