@@ -130,8 +130,9 @@ def check_schema(db: Database, *, create: bool) -> SchemaState:
     )
 
 
-def upgrade(db: Database) -> tuple[SchemaState, SchemaState]:
-    """Bring the schema to the newest revision (stamping a raydq 0.1 database as 0001 first); ``(before, after)``."""
+def upgrade(db: Database, *, target: str = "head") -> tuple[SchemaState, SchemaState]:
+    """Bring the schema to ``target`` (the newest revision by default), stamping a raydq 0.1 database as 0001 first;
+    ``(before, after)``."""
     sqlite = db.dialect == "sqlite"
     engine = sqlite_engine(db.url, immediate=True, foreign_keys=False) if sqlite else db.engine
     try:
@@ -143,7 +144,7 @@ def upgrade(db: Database) -> tuple[SchemaState, SchemaState]:
             cfg = _config(conn)
             if before.legacy:
                 command.stamp(cfg, BASELINE)
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, target)
             if sqlite:
                 broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 if broken:  # raising here rolls the whole upgrade back
