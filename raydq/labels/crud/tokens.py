@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from raydq.labels.errors import AlreadyExists, NotFound
@@ -28,7 +29,10 @@ def add_token(*, session: Session, name: str, role: str, expires_at: datetime | 
         session.flush()
     token = new_token()
     session.add(Token(name=name, role=role, token_hash=hash_token(token), created_at=now, expires_at=expires_at))
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent add of the same name won (the live-name unique index)
+        raise AlreadyExists(f"{name!r} already has a live token; revoke it first") from None
     return NewToken(name=name, role=role, token=token, expires_at=expires_at)
 
 
