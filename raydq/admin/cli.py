@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
+from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from raydq.labels import (
@@ -41,6 +42,7 @@ from raydq.labels import (
     normalise_url,
 )
 from raydq.labels.backup import pg_dump_command, sqlite_backup
+from raydq.labels.db import sqlite_path
 from raydq.labels.export import FORMATS, write_rows
 from raydq.labels.identity import CLI, ROLES
 from raydq.labels.migrate import head_revision, safe_url, schema_state, upgrade
@@ -387,18 +389,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_url(url: str | None, config: str | None) -> str:
-    """``--url``, else the serve config's ``database_url``, else ``$RAYDQ_DATABASE_URL``."""
+    """``--url``, else the serve config's ``database_url``, else ``$RAYDQ_DATABASE_URL``; a relative SQLite path is
+    made absolute against the current directory (so messages say which file)."""
     if url:
-        return normalise_url(url)
+        return _absolute(url)
     if config:
         from raydq.serve.local import load_args
 
         if not Path(config).is_file():
             raise UsageError(f"no serve config at {config}")
-        return normalise_url(load_args(config=config, args_json=None).resolved_database_url())
+        return _absolute(load_args(config=config, args_json=None).resolved_database_url())
     if os.environ.get(URL_ENV):
-        return normalise_url(os.environ[URL_ENV])
+        return _absolute(os.environ[URL_ENV])
     raise UsageError(f"no database given: use --url URL, --config serve_configs/local.yaml, or set {URL_ENV}")
+
+
+def _absolute(url: str) -> str:
+    url = normalise_url(url)
+    path = sqlite_path(url)
+    return f"sqlite:///{path.resolve()}" if path is not None and not path.is_absolute() else url
 
 
 def parse(argv: list[str] | None = None) -> Command:
@@ -407,6 +416,9 @@ def parse(argv: list[str] | None = None) -> Command:
 
 
 def _one_line(error: BaseException) -> str:
+    if isinstance(error, ValidationError):  # a serve config that ServeArgs refuses: its first complaint
+        first = error.errors()[0]
+        return f"{error.title}: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
     if isinstance(error, DBAPIError):  # the driver's own first line ("connection refused", "database ... not exist")
         error = error.orig or error
     text = str(error).strip().splitlines()
