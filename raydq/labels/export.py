@@ -19,20 +19,26 @@ COLUMNS = tuple(ExportRow.model_fields)
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 
 
-def encode_cursor(revision: int, item_id: str) -> str:
-    """The position after a row, as URL-safe text."""
+def encode_cursor(revision: int, item_id: str | None) -> str:
+    """The position after row (revision, item_id), or after all of ``revision`` when ``item_id`` is None, as
+    URL-safe text."""
     raw = json.dumps([revision, item_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """``(revision, item_id)`` of a cursor from ``encode_cursor``; ``InvalidField`` at ``cursor`` otherwise."""
+def decode_cursor(cursor: str) -> tuple[int, str | None]:
+    """The position of a cursor from ``encode_cursor``; ``InvalidField`` at ``cursor`` otherwise."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         revision, item_id = json.loads(raw)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise InvalidField(("cursor",), "not a cursor returned by a previous page") from None
-    if not isinstance(revision, int) or isinstance(revision, bool) or not isinstance(item_id, str):
+    if (
+        not isinstance(revision, int)
+        or isinstance(revision, bool)
+        or revision < 0
+        or not (item_id is None or isinstance(item_id, str))
+    ):
         raise InvalidField(("cursor",), "not a cursor returned by a previous page")
     return revision, item_id
 

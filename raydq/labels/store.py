@@ -568,12 +568,13 @@ class LabelStore:
         limit: int = 1000,
         *,
         include_skips: bool = True,
-    ) -> tuple[list[ExportRow], str | None]:
+    ) -> tuple[list[ExportRow], str]:
         """One page of current answers changed after ``since_revision``, ordered by (revision, item_id), and the
-        cursor of the next page (None once a page comes back short: the caller has everything up to now and polls
-        later with ``since_revision`` = the last row's revision). Skips are included, flagged ``kind='skip'``,
-        unless ``include_skips`` is False. A label changed while a client pages appears again at its new revision;
-        no other row repeats or goes missing."""
+        cursor to continue from. The cursor is always returned (an empty page gives back the position it was asked
+        from), so an incremental consumer keeps it and asks again later; a page shorter than ``limit`` means it has
+        everything committed so far. Skips are included, flagged ``kind='skip'`` with no label (so a consumer learns
+        that a label it had was withdrawn), unless ``include_skips`` is False. An answer changed while a client
+        pages appears again at its new revision; no row repeats or goes missing otherwise."""
         if isinstance(since_revision, bool) or not isinstance(since_revision, int) or since_revision < 0:
             raise InvalidField(("since_revision",), "must be an integer >= 0")
         after = decode_cursor(cursor) if cursor is not None else None
@@ -585,19 +586,20 @@ class LabelStore:
                 limit=_check_limit(limit),
                 include_skips=include_skips,
             )
-        if len(rows) < limit:
-            return rows, None
-        return rows, encode_cursor(rows[-1].revision, rows[-1].item_id)
+        if rows:
+            return rows, encode_cursor(rows[-1].revision, rows[-1].item_id)
+        return rows, cursor if cursor is not None else encode_cursor(since_revision, None)
 
     def iter_export(
         self, since_revision: int = 0, *, include_skips: bool = True, page_size: int = 1000
     ) -> Iterator[ExportRow]:
-        """Every page of ``export_labels`` in turn (each page its own short read)."""
+        """Every answer changed after ``since_revision``, page by page (each page its own short read), up to the
+        first short page."""
         cursor = None
         while True:
             rows, cursor = self.export_labels(since_revision, cursor, page_size, include_skips=include_skips)
             yield from rows
-            if cursor is None:
+            if len(rows) < page_size:
                 return
 
     # -- batches and leases ------------------------------------------------------------------------------------------

@@ -27,14 +27,15 @@ def seed(store, n: int, *, per_request: int = 10) -> None:
 def test_pages_are_ordered_and_complete(store):
     seed(store, 25, per_request=5)
     store.apply_labels([LabelIn(id="seed-0003", skip=True, reason="two cats")], caller=BOB)
-    rows, cursors = [], []
-    page, cursor = store.export_labels(limit=4)
+    rows, sizes = [], []
+    cursor = None
     while True:
-        rows += page
-        cursors.append(cursor)
-        if cursor is None:
-            break
         page, cursor = store.export_labels(cursor=cursor, limit=4)
+        rows += page
+        sizes.append(len(page))
+        if len(page) < 4:
+            break
+    assert sizes == [4, 4, 4, 4, 4, 4, 1]
     assert len(rows) == 25 and len({r.item_id for r in rows}) == 25
     assert [(r.revision, r.item_id) for r in rows] == sorted((r.revision, r.item_id) for r in rows)
     assert rows[-1].item_id == "seed-0003" and (rows[-1].kind, rows[-1].label, rows[-1].reason) == (
@@ -42,12 +43,17 @@ def test_pages_are_ordered_and_complete(store):
         None,
         "two cats",
     )
-    assert len(cursors) == 7 and cursors[-1] is None  # 25 rows in pages of 4: the 7th is short
-    assert [r.item_id for r in store.iter_export(page_size=3)] == [r.item_id for r in rows]
-    assert len(list(store.iter_export(include_skips=False))) == 24
+    # the last cursor is where to continue: nothing new yet, then exactly what came after
+    assert store.export_labels(cursor=cursor, limit=4) == ([], cursor)
+    store.apply_labels([LabelIn(id="late", label="dog")], caller=BOB)
+    late, after = store.export_labels(cursor=cursor, limit=4)
+    assert [r.item_id for r in late] == ["late"] and after != cursor
+    assert [r.item_id for r in store.iter_export(page_size=3)] == [r.item_id for r in [*rows, *late]]
+    assert [r.item_id for r in store.iter_export(page_size=26)] == [r.item_id for r in [*rows, *late]]
+    assert len(list(store.iter_export(include_skips=False))) == 25
     since = store.export_labels(since_revision=4, limit=100)[0]
-    assert {r.revision for r in since} == {5, 6} and len(since) == 6
-    assert store.export_labels(since_revision=6) == ([], None)
+    assert {r.revision for r in since} == {5, 6, 7} and len(since) == 7
+    assert store.export_labels(since_revision=7) == ([], encode_cursor(7, None))
 
 
 def test_every_answer_once_per_change_while_labels_are_written(store):
@@ -77,20 +83,17 @@ def test_every_answer_once_per_change_while_labels_are_written(store):
     thread = threading.Thread(target=writer)
     thread.start()
     seen: list[ExportRow] = []
-    since, cursor, polls = 0, None, 0
-    while True:
-        page, cursor = store.export_labels(since, cursor, limit=7)
+    cursor, polls = None, 0
+    while True:  # the consumer keeps only the cursor, as an incremental training pipeline would
+        writer_done = stop.is_set() and not thread.is_alive()  # before the read: a short page after it is the end
+        page, cursor = store.export_labels(cursor=cursor, limit=7)
         seen += page
-        if cursor is None:  # at the end for now: poll again from the last revision seen
-            since = page[-1].revision if page else since
+        if len(page) < 7:  # caught up for now
             polls += 1
             if polls == 3:
                 stop.set()
-            if stop.is_set() and not thread.is_alive():
-                final, _ = store.export_labels(since, None, limit=7)
-                seen += final
-                if not final:
-                    break
+            if writer_done:
+                break
     thread.join()
     assert not errors
 
@@ -134,7 +137,10 @@ def test_writers_round_trip_any_text(store):
 
 def test_bad_cursors_and_bounds_are_refused(store):
     assert decode_cursor(encode_cursor(12, "a:b/c")) == (12, "a:b/c")
-    for bad in ("", "!!!", encode_cursor(1, "x")[:-3] + "@@@", "WzEsMiwzXQ", "eyJhIjoxfQ", "WyIxIiwieCJd"):
+    assert decode_cursor(encode_cursor(3, None)) == (3, None)
+    bad_cursors = ["", "!!!", encode_cursor(1, "x")[:-3] + "@@@", encode_cursor(-1, None), encode_cursor(True, "x")]
+    bad_cursors += ["WzEsMiwzXQ", "eyJhIjoxfQ", "WyIxIiwieCJd"]  # [1,2,3], {"a":1}, ["1","x"]
+    for bad in bad_cursors:
         with pytest.raises(InvalidField) as err:
             store.export_labels(cursor=bad)
         assert err.value.field == ("cursor",)

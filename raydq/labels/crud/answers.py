@@ -134,11 +134,12 @@ def export_page(
     *,
     session: Session,
     since_revision: int,
-    after: tuple[int, str] | None,
+    after: tuple[int, str | None] | None,
     limit: int,
     include_skips: bool,
 ) -> list[ExportRow]:
-    """Current answers with revision > ``since_revision`` in (revision, item_id) order, strictly after ``after``.
+    """Current answers with revision > ``since_revision`` in (revision, item_id) order, strictly after ``after``
+    (``(revision, None)``: after all of that revision).
 
     Keyset pages over an order that revisions only extend (a change moves an item to a new, higher revision) see
     every answer once per change, even while answers are written.
@@ -146,7 +147,10 @@ def export_page(
     query = select(Label).where(Label.revision > since_revision)
     if after is not None:
         rev, item_id = after
-        query = query.where(or_(Label.revision > rev, and_(Label.revision == rev, Label.item_id > item_id)))
+        if item_id is None:  # after all of revision rev
+            query = query.where(Label.revision > rev)
+        else:
+            query = query.where(or_(Label.revision > rev, and_(Label.revision == rev, Label.item_id > item_id)))
     if not include_skips:
         query = query.where(Label.kind == LABEL)
     rows = session.scalars(query.order_by(Label.revision, Label.item_id).limit(limit))
