@@ -46,6 +46,7 @@ from raydq.labels.db import sqlite_path
 from raydq.labels.export import FORMATS, write_rows
 from raydq.labels.identity import CLI, ROLES
 from raydq.labels.migrate import head_revision, safe_url, schema_state, upgrade
+from raydq.serve.local import load_args
 
 URL_ENV = "RAYDQ_DATABASE_URL"
 
@@ -394,8 +395,6 @@ def resolve_url(url: str | None, config: str | None) -> str:
     if url:
         return _absolute(url)
     if config:
-        from raydq.serve.local import load_args
-
         if not Path(config).is_file():
             raise UsageError(f"no serve config at {config}")
         return _absolute(load_args(config=config, args_json=None).resolved_database_url())

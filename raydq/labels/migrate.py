@@ -12,6 +12,7 @@ lock on PostgreSQL), so it is all or nothing and replicas that start together on
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from alembic import command
@@ -70,7 +71,9 @@ def _config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+@functools.cache
 def _scripts() -> ScriptDirectory:
+    """The revisions shipped with this code (read once per process)."""
     return ScriptDirectory.from_config(_config())
 
 
