@@ -10,8 +10,9 @@ idempotency record) use ``store.transaction()``, which hands out a ``LabelTransa
             counts = tx.apply_labels(answers, caller=who, request_id=rid)
             tx.remember(caller=who, key=key, endpoint="update_labels", request=body, response=build(counts))
 
-Every action of a caller (select, label, skip, release, renew, token and head administration) writes an audit
-row in its own transaction. Text is checked before it reaches the database (``InvalidField`` names the field).
+Every action of a caller (select, label, skip, release, renew, token and head administration) writes its audit
+row in the action's own transaction. Text is checked before it reaches the database (``InvalidField`` names the
+field).
 """
 
 from __future__ import annotations

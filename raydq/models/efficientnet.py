@@ -16,7 +16,9 @@ DIM = 1280
 # values against 0.772 with ImageNet mean/std. 224 px, squash-resize (Fashion-MNIST is square already).
 TF_LITE_MEAN = (127.0 / 255.0,) * 3
 TF_LITE_STD = (128.0 / 255.0,) * 3
-PREPROCESS = PreprocessCfg(size=224, mean=TF_LITE_MEAN, std=TF_LITE_STD, interpolation="bilinear", resize_mode="squash")
+PREPROCESS = PreprocessCfg(
+    size=224, mean=TF_LITE_MEAN, std=TF_LITE_STD, interpolation="bilinear", resize_mode="squash"
+)
 
 
 class _PooledFeatures(nn.Module):

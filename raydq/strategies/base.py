@@ -101,7 +101,9 @@ class QueryStrategy(ABC):
         if self.needs_head and head is None:
             raise ValueError(f"{type(self).__name__} needs a fitted head")
         rng = check_random_state(self.random_state)
-        chosen = np.asarray(self._query(X, y, selectable, batch_size=batch_size, head=head, rng=rng), dtype=np.int64)
+        chosen = np.asarray(
+            self._query(X, y, selectable, batch_size=batch_size, head=head, rng=rng), dtype=np.int64
+        )
         if chosen.shape != (batch_size,) or len(np.unique(chosen)) != batch_size or not selectable[chosen].all():
             raise RuntimeError(f"{type(self).__name__} broke the query contract")  # a bug, never user input
         return chosen

@@ -106,7 +106,9 @@ class ShardSet(Protocol):
     @property
     def dim(self) -> int: ...
 
-    def map(self, fn: Callable[..., T], /, *args: Any, deadline: Deadline | None = None, **kwargs: Any) -> list[T]:
+    def map(
+        self, fn: Callable[..., T], /, *args: Any, deadline: Deadline | None = None, **kwargs: Any
+    ) -> list[T]:
         """``[fn(shard, *args, **kwargs) for shard in shards]``, run concurrently where the shards live; ``fn`` must
         be a module-level function (it is shipped by reference). With ``deadline`` each shard's ``check_deadline``
         raises ``DeadlineExceeded`` after it, and so does ``map``."""
