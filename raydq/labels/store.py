@@ -35,7 +35,10 @@ from raydq.labels.identity import TOKEN_PREFIX, Identity, check_role, check_toke
 from raydq.labels.migrate import SchemaState, check_schema
 from raydq.labels.models import LABEL, SKIP, utcnow
 from raydq.labels.schemas import (
+    MAX_ID,
+    MAX_LABEL,
     MAX_NAME,
+    MAX_REASON,
     AuditPublic,
     BatchPublic,
     ExportRow,
@@ -92,12 +95,12 @@ def _check_answers(labels: Sequence[LabelIn]) -> list[str]:
     for n, x in enumerate(labels):
         if not isinstance(x, LabelIn):
             raise InvalidField(("labels", n), "must be a LabelIn")
-        check_text(x.id, ("labels", n, "id"), max_length=1024)
+        check_text(x.id, ("labels", n, "id"), max_length=MAX_ID)
         if x.id in seen:
             raise InvalidField(("labels", n, "id"), f"duplicate id (also at labels[{seen[x.id]}])")
         seen[x.id] = n
-        check_optional_text(x.label, ("labels", n, "label"), max_length=256)
-        check_optional_text(x.reason, ("labels", n, "reason"), max_length=1024)
+        check_optional_text(x.label, ("labels", n, "label"), max_length=MAX_LABEL)
+        check_optional_text(x.reason, ("labels", n, "reason"), max_length=MAX_REASON)
         check_optional_text(x.annotator, ("labels", n, "annotator"), max_length=MAX_NAME)
         if (x.label is None) != x.skip:
             raise InvalidField(("labels", n, "label"), "a label, or skip without a label")
@@ -183,7 +186,7 @@ class LabelTransaction:
         if not item_ids:
             raise InvalidField(("item_ids",), "must not be empty")
         for n, item in enumerate(item_ids):
-            check_text(item, ("item_ids", n), max_length=1024)
+            check_text(item, ("item_ids", n), max_length=MAX_ID)
         if len(set(item_ids)) != len(item_ids):
             raise InvalidField(("item_ids",), "duplicate ids")
         if expires_at <= self.now:
