@@ -2,7 +2,7 @@
 
 The app does not know whether its backend runs in this process (``raydq.serve.inprocess``: uvicorn, TestClient)
 or behind Ray Serve deployment handles (``raydq.serve.app``); importing this module does not import Ray. Routes are
-thin: parse, call the backend with the authenticated ``Caller``, return its model.
+thin: parse, call the backend with the authenticated ``Identity``, return its model.
 
 Every error is ``{"detail": [{"loc", "msg", "type"}]}``: request validation (422), refusals the service decides
 (``ServiceError``), unknown routes and unparseable bodies (Starlette's own 400/404/405, reshaped), and the
@@ -20,9 +20,10 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raydq.deadline import DeadlineExceeded
+from raydq.labels import Identity
 from raydq.serve.errors import ServiceError, error_body, error_response, validation_items
 from raydq.serve.guard import GuardMiddleware
-from raydq.serve.identity import Authenticator, Caller
+from raydq.serve.identity import Authenticator
 from raydq.serve.metrics import ServiceMetrics
 from raydq.serve.schemas import (
     BatchList,
@@ -80,13 +81,13 @@ IdempotencyKey = Annotated[
 class Backend(Protocol):
     """What the routes call; a refused request raises ``ServiceError`` (and nothing was changed)."""
 
-    async def select_batch(self, req: SelectBatchRequest, caller: Caller, key: str | None) -> SelectBatchResponse: ...
+    async def select_batch(self, req: SelectBatchRequest, caller: Identity, key: str | None) -> SelectBatchResponse: ...
     async def update_labels(
-        self, req: UpdateLabelsRequest, caller: Caller, key: str | None
+        self, req: UpdateLabelsRequest, caller: Identity, key: str | None
     ) -> UpdateLabelsResponse: ...
-    async def release_batch(self, req: ReleaseBatchRequest, caller: Caller) -> ReleaseBatchResponse: ...
-    async def renew_batch(self, req: RenewBatchRequest, caller: Caller) -> RenewBatchResponse: ...
-    async def batches(self, caller: Caller, *, open_only: bool, annotator: str | None) -> BatchList: ...
+    async def release_batch(self, req: ReleaseBatchRequest, caller: Identity) -> ReleaseBatchResponse: ...
+    async def renew_batch(self, req: RenewBatchRequest, caller: Identity) -> RenewBatchResponse: ...
+    async def batches(self, caller: Identity, *, open_only: bool, annotator: str | None) -> BatchList: ...
     async def item(self, item_id: str) -> ItemResponse: ...
     async def item_image(self, item_id: str, size: int | None) -> tuple[bytes, str]: ...
     async def export_labels(
@@ -96,19 +97,19 @@ class Backend(Protocol):
     async def status(self) -> StatusResponse: ...
     async def model(self) -> ModelResponse: ...
     async def ready(self) -> Readiness: ...
-    async def pin_head(self, version: int | None, caller: Caller) -> TrainingStatus: ...
-    async def refresh_pool(self, caller: Caller) -> PoolStatus: ...
+    async def pin_head(self, version: int | None, caller: Identity) -> TrainingStatus: ...
+    async def refresh_pool(self, caller: Identity) -> PoolStatus: ...
     async def audit(self, *, caller: str | None, action: str | None, limit: int) -> list[dict[str, Any]]: ...
 
 
-def caller_of(request: Request) -> Caller:
+def caller_of(request: Request) -> Identity:
     caller = getattr(request.state, "caller", None)
     if caller is None:  # an open path reached a route that needs a caller: a wiring bug, never user input
         raise ServiceError(401, ["header", "authorization"], "missing or wrong bearer token", "unauthorized")
     return caller
 
 
-def require_admin(caller: Caller) -> None:
+def require_admin(caller: Identity) -> None:
     if not caller.is_admin:
         raise ServiceError(403, ["header", "authorization"], f"{caller.name!r} is an annotator; this needs admin")
 

@@ -10,14 +10,26 @@ deployment handles (``raydq.serve.app``). One implementation of every endpoint e
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from typing import Any, Protocol
 
-from raydq.labels import LabelStore
+from raydq.labels import (
+    BatchClosed,
+    Forbidden,
+    IdempotencyConflict,
+    Identity,
+    InvalidField,
+    LabelIn,
+    LabelStore,
+    NotFound,
+)
+from raydq.labels.export import write_rows
 from raydq.serve.config import ServeArgs
 from raydq.serve.errors import ServiceError
-from raydq.serve.identity import Authenticator, Caller
+from raydq.serve.identity import Authenticator
 from raydq.serve.options import describe_strategies
+from raydq.serve.responses import make_model
 from raydq.serve.schemas import (
     BatchInfo,
     BatchList,
@@ -46,7 +58,13 @@ TRAINER_TIMEOUT_S = 5.0  # a label write waits at most this long to tell the tra
 
 class SelectorPort(Protocol):
     async def select_batch(
-        self, req: SelectBatchRequest, head: HeadSnapshot, *, caller: str, idempotency_key: str | None
+        self,
+        req: SelectBatchRequest,
+        head: HeadSnapshot,
+        *,
+        caller: Identity,
+        idempotency_key: str | None,
+        request_id: str | None,
     ) -> SelectBatchResponse: ...
     async def resolve(self, ids: list[str]) -> list[ItemRef | None]: ...
     async def counts(self) -> dict[str, Any]: ...
@@ -60,7 +78,25 @@ class TrainerPort(Protocol):
     async def notify(self, revision: int) -> int: ...
     async def head(self) -> HeadSnapshot: ...
     async def status(self) -> TrainingStatus: ...
-    async def pin(self, version: int | None) -> TrainingStatus: ...
+    async def pin(self, version: int | None, caller: Identity) -> TrainingStatus: ...
+
+
+def _lease_notes(report: Any) -> list[LeaseNote]:
+    reasons = (
+        ("expired", "expired"),
+        ("other_batch", "other_batch"),
+        ("other_caller", "other_annotator"),
+        ("not_in_batch", "not_leased"),
+    )
+    return [LeaseNote(id=i, reason=reason) for field, reason in reasons for i in getattr(report, field)]
+
+
+def _batch_error(e: Exception, batch_id: str) -> ServiceError:
+    if isinstance(e, NotFound):
+        return ServiceError(404, ["body", "batch_id"], f"unknown batch_id {batch_id!r}")
+    if isinstance(e, Forbidden):
+        return ServiceError(403, ["body", "batch_id"], f"batch {batch_id!r} is not yours (only an admin may)")
+    return ServiceError(409, ["body", "batch_id"], f"batch {batch_id!r} was released; select a new one", "conflict")
 
 
 class Endpoints:
@@ -81,50 +117,53 @@ class Endpoints:
         self.trainer = trainer
         self.authenticator = authenticator
         self._classes: list[str] | None = None
-        self._class_set: frozenset[str] = frozenset()
         self._last_version = 0
 
     async def classes(self) -> list[str]:
         if self._classes is None:
             self._classes = list(await self.selector.classes())
-            self._class_set = frozenset(self._classes)
         return self._classes
 
     async def _db(self, fn, /, *args, **kwargs):
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    # -- labeling -------------------------------------------------------------------------------------------------------
-    async def select_batch(self, req: SelectBatchRequest, caller: Caller, key: str | None) -> SelectBatchResponse:
-        if key is not None:
-            recalled = await self._db(self.store.recall, caller=caller.name, key=key, endpoint="select_batch",
-                                      request=req.model_dump_json(exclude={"request_id"}))  # fmt: skip
+    # -- labeling ----------------------------------------------------------------------------------------------------
+    async def select_batch(self, req: SelectBatchRequest, caller: Identity, key: str | None) -> SelectBatchResponse:
+        body = req.model_dump(mode="json", exclude={"request_id"})
+        if key is not None:  # a cheap look first; the selector checks again inside the lease's transaction
+            recalled = await self._recall(caller, key, "select_batch", body)
             if recalled is not None:
                 return SelectBatchResponse.model_validate(recalled)
         head = await self.trainer.head()
-        return await self.selector.select_batch(req, head, caller=caller.name, idempotency_key=key)
+        return await self.selector.select_batch(req, head, caller=caller, idempotency_key=key, request_id=None)
 
-    async def update_labels(self, req: UpdateLabelsRequest, caller: Caller, key: str | None) -> UpdateLabelsResponse:
-        request_text = req.model_dump_json(exclude={"request_id"})
+    async def _recall(self, caller: Identity, key: str, endpoint: str, body: Any) -> Any | None:
+        try:
+            return await self._db(self.store.recall, caller=caller, key=key, endpoint=endpoint, request=body)
+        except IdempotencyConflict:
+            raise ServiceError(
+                409, ["header", "Idempotency-Key"], f"this key was used for a different {endpoint} request", "conflict"
+            ) from None
+
+    async def update_labels(self, req: UpdateLabelsRequest, caller: Identity, key: str | None) -> UpdateLabelsResponse:
+        body = req.model_dump(mode="json", exclude={"request_id"})
         if key is not None:
-            recalled = await self._db(
-                self.store.recall, caller=caller.name, key=key, endpoint="update_labels", request=request_text
-            )
+            recalled = await self._recall(caller, key, "update_labels", body)
             if recalled is not None:
                 return UpdateLabelsResponse.model_validate({**recalled, "model_version": self._last_version})
-        await self._validate_labels(req, caller)
-        counts = await self._db(
-            self.store.apply_answers,
-            [a.model_dump() for a in req.labels],
-            caller=caller.name,
-            batch_id=req.batch_id,
-            idempotency=None if key is None else (key, request_text),
-        )
+        answers = await self._validate_labels(req, caller)
+        counts, replayed = await self._db(self._write_answers, answers, caller, req.batch_id, key, body)
+        if replayed is not None:  # a concurrent retry with the same key committed first
+            return UpdateLabelsResponse.model_validate({**replayed, "model_version": self._last_version})
         trainer = "notified"
         try:
             self._last_version = await asyncio.wait_for(self.trainer.notify(counts.revision), TRAINER_TIMEOUT_S)
         except Exception as e:  # the labels are committed: say so, never a 5xx; training catches up on its own
             log.warning("trainer unreachable after a committed label write (%s: %s)", type(e).__name__, e)
             trainer = "unreachable"
+        return self._update_response(counts, trainer)
+
+    def _update_response(self, counts: Any, trainer: str) -> UpdateLabelsResponse:
         return UpdateLabelsResponse(
             received=counts.received,
             created=counts.created,
@@ -134,12 +173,34 @@ class Endpoints:
             labeled=counts.labeled,
             revision=counts.revision,
             model_version=self._last_version,
-            lease_notes=[LeaseNote(id=i, reason=r) for i, r in counts.lease_notes],
+            lease_notes=_lease_notes(counts.lease),
             trainer=trainer,
         )
 
-    async def _validate_labels(self, req: UpdateLabelsRequest, caller: Caller) -> None:
-        """Refuse the whole request on the first bad answer (422 naming it); nothing is written before this passes."""
+    def _write_answers(
+        self, answers: list[LabelIn], caller: Identity, batch_id: str | None, key: str | None, body: Any
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """Store the answers and, with a key, the response, in one transaction (a retry finds one or neither)."""
+        try:
+            with self.store.transaction() as tx:
+                if key is not None:
+                    stored = tx.recall(caller=caller, key=key, endpoint="update_labels", request=body)
+                    if stored is not None:
+                        return None, stored
+                counts = tx.apply_labels(answers, caller=caller, batch_id=batch_id)
+                if key is not None:
+                    response = self._update_response(counts, "notified").model_dump(mode="json")
+                    tx.remember(caller=caller, key=key, endpoint="update_labels", request=body, response=response)
+                return counts, None
+        except InvalidField as e:
+            raise ServiceError(422, ["body", *e.field], e.reason) from None
+        except IdempotencyConflict:
+            raise ServiceError(
+                409, ["header", "Idempotency-Key"], "this key was used for a different update_labels request", "conflict"
+            ) from None
+
+    async def _validate_labels(self, req: UpdateLabelsRequest, caller: Identity) -> list[LabelIn]:
+        """Refuse the whole request on the first bad answer (4xx naming it); nothing is written before this passes."""
         if len(req.labels) > self.args.max_labels_per_request:
             raise ServiceError(
                 422,
@@ -147,6 +208,7 @@ class Endpoints:
                 f"{len(req.labels)} labels exceed max_labels_per_request {self.args.max_labels_per_request}",
             )
         classes = await self.classes()
+        known = frozenset(classes)
         seen: dict[str, int] = {}
         for n, x in enumerate(req.labels):
             if x.annotator is not None and not caller.is_admin:
@@ -158,47 +220,66 @@ class Endpoints:
                     422, ["body", "labels", n, "id"], f"duplicate id {x.id!r} (also at labels[{seen[x.id]}])"
                 )
             seen[x.id] = n
-            if x.label is not None and x.label not in self._class_set:
-                raise ServiceError(422, ["body", "labels", n, "label"], f"label {x.label!r} is not a class; classes: {classes}")
+            if x.label is not None and x.label not in known:
+                raise ServiceError(
+                    422, ["body", "labels", n, "label"], f"label {x.label!r} is not a class; classes: {classes}"
+                )
         refs = await self.selector.resolve(list(seen))
         for (item_id, n), ref in zip(seen.items(), refs, strict=True):
             if ref is None:
                 raise ServiceError(422, ["body", "labels", n, "id"], f"unknown id {item_id!r}: not in the pool")
         if req.batch_id is not None and not await self._db(self.store.batch_exists, req.batch_id):
             raise ServiceError(422, ["body", "batch_id"], f"unknown batch_id {req.batch_id!r}")
+        return [
+            LabelIn(id=x.id, label=x.label, skip=x.skip, reason=x.reason, annotator=x.annotator) for x in req.labels
+        ]
 
-    async def release_batch(self, req: ReleaseBatchRequest, caller: Caller) -> ReleaseBatchResponse:
-        released = await self._db(self._owned(self.store.release_batch), req.batch_id, caller)
+    async def release_batch(self, req: ReleaseBatchRequest, caller: Identity) -> ReleaseBatchResponse:
+        try:
+            released = await self._db(self.store.release_batch, req.batch_id, caller=caller)
+        except (NotFound, Forbidden) as e:
+            raise _batch_error(e, req.batch_id) from None
         return ReleaseBatchResponse(batch_id=req.batch_id, released=released)
 
-    async def renew_batch(self, req: RenewBatchRequest, caller: Caller) -> RenewBatchResponse:
+    async def renew_batch(self, req: RenewBatchRequest, caller: Identity) -> RenewBatchResponse:
         seconds = float(req.lease_seconds if req.lease_seconds is not None else self.args.lease_seconds)
         if seconds > self.args.max_lease_seconds:
             raise ServiceError(
                 422, ["body", "lease_seconds"], f"lease_seconds exceeds max_lease_seconds {self.args.max_lease_seconds}"
             )
-        renewed, expires = await self._db(self._owned(self.store.renew_batch), req.batch_id, caller, seconds=seconds)
-        return RenewBatchResponse(batch_id=req.batch_id, renewed=renewed, lease_expires_at=expires)
+        try:
+            batch = await self._db(self.store.renew_batch, req.batch_id, caller=caller, seconds=seconds)
+        except (NotFound, Forbidden, BatchClosed) as e:
+            raise _batch_error(e, req.batch_id) from None
+        return RenewBatchResponse(
+            batch_id=req.batch_id, renewed=len(batch.leased_ids), lease_expires_at=batch.expires_at
+        )
 
-    def _owned(self, fn):
-        """Run a batch operation as ``caller``: 404 for an unknown batch, 403 for someone else's (unless admin)."""
-
-        def call(batch_id: str, caller: Caller, **kwargs):
-            batch = self.store.get_batch(batch_id)
-            if batch is None:
-                raise ServiceError(404, ["body", "batch_id"], f"unknown batch_id {batch_id!r}")
-            if batch.owner not in (None, caller.name) and not caller.is_admin:
-                raise ServiceError(403, ["body", "batch_id"], f"batch {batch_id!r} belongs to {batch.owner!r}")
-            return fn(batch_id, caller=caller.name, **kwargs)
-
-        return call
-
-    async def batches(self, caller: Caller, *, open_only: bool, annotator: str | None) -> BatchList:
+    async def batches(self, caller: Identity, *, open_only: bool, annotator: str | None) -> BatchList:
+        if not open_only:
+            raise ServiceError(
+                422, ["query", "open"], "only open batches are listed; closed ones are in the audit log (/admin/audit)"
+            )
         owner = None if annotator == "*" else (annotator or caller.name)
-        rows = await self._db(self.store.list_batches, owner=owner, open_only=open_only)
-        return BatchList(batches=[BatchInfo.model_validate(b, from_attributes=True) for b in rows])
+        rows = await self._db(self.store.open_batches, owner)
+        return BatchList(
+            batches=[
+                BatchInfo(
+                    batch_id=b.batch_id,
+                    annotator=b.owner,
+                    created_at=b.created_at,
+                    expires_at=b.expires_at,
+                    released_at=b.released_at,
+                    strategy=b.strategy,
+                    model_version=b.model_version,
+                    size=b.size,
+                    open_items=b.leased_ids,
+                )
+                for b in rows
+            ]
+        )
 
-    # -- items ----------------------------------------------------------------------------------------------------------
+    # -- items -------------------------------------------------------------------------------------------------------
     async def _ref(self, item_id: str) -> ItemRef:
         (ref,) = await self.selector.resolve([item_id])
         if ref is None:
@@ -210,18 +291,31 @@ class Endpoints:
         current, history, leased = await asyncio.gather(
             self._db(self.store.get_label, item_id),
             self._db(self.store.history, item_id),
-            self._db(self.store.is_leased, item_id),
+            self._db(self.store.leased_ids),
         )
+        skipped = current is not None and current.kind == "skip"
         return ItemResponse(
             id=ref.id,
             uri=ref.uri,
             row=ref.row,
-            label=None if current is None or current.skipped else current.label,
-            skipped=bool(current is not None and current.skipped),
+            label=None if current is None or skipped else current.label,
+            skipped=skipped,
             annotator=None if current is None else current.annotator,
             labeled_at=None if current is None else current.updated_at,
-            leased=leased,
-            history=[LabelEventOut.model_validate(e, from_attributes=True) for e in history],
+            leased=item_id in set(leased),
+            history=[
+                LabelEventOut(
+                    label=e.label,
+                    previous_label=e.previous_label,
+                    skipped=e.kind == "skip",
+                    reason=e.reason,
+                    annotator=e.annotator,
+                    batch_id=e.batch_id,
+                    created_at=e.created_at,
+                    revision=e.revision,
+                )
+                for e in history
+            ],
         )
 
     async def item_image(self, item_id: str, size: int | None) -> tuple[bytes, str]:
@@ -239,14 +333,15 @@ class Endpoints:
         self, *, since_revision: int, cursor: str | None, limit: int, fmt: str
     ) -> tuple[bytes, str | None, int]:
         try:
-            page = await self._db(self.store.export_labels, since_revision=since_revision, cursor=cursor, limit=limit)
-        except ValueError as e:
-            raise ServiceError(422, ["query", "cursor"], str(e)) from None
-        from raydq.labels.export import render
+            rows, next_cursor = await self._db(self.store.export_labels, since_revision, cursor, limit)
+        except InvalidField as e:
+            raise ServiceError(422, ["query", *e.field], e.reason) from None
+        out = io.StringIO()
+        write_rows(rows, out, fmt)  # type: ignore[arg-type]
+        revision = rows[-1].revision if rows else since_revision
+        return out.getvalue().encode("utf-8"), next_cursor, revision
 
-        return render(page.rows, fmt), page.next_cursor, page.revision
-
-    # -- service ---------------------------------------------------------------------------------------------------------
+    # -- service -----------------------------------------------------------------------------------------------------
     async def strategies(self) -> dict[str, Any]:
         return describe_strategies(self.args)
 
@@ -254,26 +349,25 @@ class Endpoints:
         counts, training, pool, backend = await asyncio.gather(
             self.selector.counts(), self.trainer.status(), self.selector.pool_status(), self.selector.kmeans_backend()
         )
+        described = describe_strategies(self.args)
         return StatusResponse(
             **counts,
             model_version=training.model_version,
             training=training,
             kmeans_backend=backend,
-            strategies=sorted(describe_strategies(self.args)),
+            strategies=sorted(described),
             default_strategy=self.args.default_strategy,
             cold_start=self.args.cold_start,
             auth=await asyncio.to_thread(self.authenticator.mode),
             pool=PoolStatus.model_validate(pool),
             sampled_strategies={
                 name: spec["gather_limit"]
-                for name, spec in describe_strategies(self.args).items()
-                if spec.get("gather_limit") and pool["rows"] > spec["gather_limit"]
+                for name, spec in described.items()
+                if spec.get("gather_limit") and counts["pool_size"] > spec["gather_limit"]
             },
         )
 
     async def model(self) -> ModelResponse:
-        from raydq.serve.responses import make_model
-
         return make_model(await self.trainer.head(), await self.classes())
 
     async def ready(self) -> Readiness:
@@ -286,21 +380,21 @@ class Endpoints:
             except Exception as e:
                 checks[name] = f"{type(e).__name__}: {e}"[:200]
 
-        await asyncio.gather(probe("database", self._db(self.store.revision)), probe("selector", self.selector.counts()))
+        await asyncio.gather(
+            probe("database", self._db(self.store.revision)), probe("selector", self.selector.pool_status())
+        )
         return Readiness(status="ready" if all(v == "ok" for v in checks.values()) else "unavailable", checks=checks)
 
-    # -- admin ------------------------------------------------------------------------------------------------------------
-    async def pin_head(self, version: int | None, caller: Caller) -> TrainingStatus:
-        status = await self.trainer.pin(version)
-        await self._db(self.store.record_audit, caller=caller.name, action="admin.pin_head", detail={"version": version})
-        return status
+    # -- admin -------------------------------------------------------------------------------------------------------
+    async def pin_head(self, version: int | None, caller: Identity) -> TrainingStatus:
+        return await self.trainer.pin(version, caller)
 
-    async def refresh_pool(self, caller: Caller) -> PoolStatus:
+    async def refresh_pool(self, caller: Identity) -> PoolStatus:
         status = await self.selector.refresh_pool()
-        await self._db(self.store.record_audit, caller=caller.name, action="admin.refresh_pool",
-                       detail={"rows": status["rows"], "store_version": status["store_version"]})  # fmt: skip
+        detail = {"rows": status["rows"], "store_version": status["store_version"]}
+        await self._db(self.store.audit, caller=caller, action="refresh_pool", detail=detail)
         return PoolStatus.model_validate(status)
 
     async def audit(self, *, caller: str | None, action: str | None, limit: int) -> list[dict[str, Any]]:
-        rows = await self._db(self.store.audit_log, caller=caller, action=action, limit=limit)
+        rows, _ = await self._db(self.store.audit_log, caller=caller, action=action, limit=limit, newest_first=True)
         return [r.model_dump(mode="json") for r in rows]

@@ -6,8 +6,8 @@ Three ways to be let in, checked in this order:
   store: the caller is NAME with that role, and NAME is what the label history records;
 - the service's shared token (``RAYDQ_API_TOKEN`` or ``api_token_file``: the single-token set-up of earlier
   versions): the caller is the admin ``api-token``;
-- nothing, when no token of either kind exists: the caller is the admin ``anonymous``. The service refuses to
-  start that way on a non-loopback address unless the config says ``allow_anonymous: true``.
+- nothing, when no token of either kind exists (a single-user machine): the caller is the admin ``anonymous``. The
+  service refuses to start that way on a non-loopback address unless the config says ``allow_anonymous: true``.
 
 Lookups are cached for a few seconds, so a request costs no database round trip in the common case and a revoked
 token stops working within ``cache_ttl_s``.
@@ -15,44 +15,29 @@ token stops working within ``cache_ttl_s``.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from datetime import UTC, datetime
+from typing import Protocol
 
-Role = Literal["annotator", "admin"]
-SHARED_TOKEN_NAME = "api-token"
-ANONYMOUS_NAME = "anonymous"
+from raydq.labels import Identity, TokenPublic, match_shared_token
+from raydq.labels.identity import ANONYMOUS_NAME
 
-
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated identity behind a request."""
-
-    name: str
-    role: Role
-    via: Literal["token", "shared-token", "anonymous"]
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
+#: The caller when the service has no token at all (loopback, or allow_anonymous): everything is open to it.
+ANONYMOUS_ADMIN = Identity(ANONYMOUS_NAME, "admin")
 
 
 class TokenDirectory(Protocol):
     """The label store's personal tokens (hashed at rest)."""
 
-    def authenticate(self, token: str) -> tuple[str, str] | None:
-        """``(name, role)`` of a live token, None for an unknown, revoked or expired one."""
-        ...
-
-    def has_active_tokens(self) -> bool: ...
+    def authenticate(self, token: str) -> Identity | None: ...
+    def list_tokens(self) -> list[TokenPublic]: ...
 
 
 class Authenticator:
-    """Bearer token -> ``Caller``; ``None`` means 401."""
+    """Bearer token -> ``Identity``; ``None`` means 401."""
 
     def __init__(
         self,
@@ -62,11 +47,11 @@ class Authenticator:
         cache_ttl_s: float = 5.0,
         cache_size: int = 4096,
     ) -> None:
-        self._shared = shared_token.encode() if shared_token else None
+        self._shared = shared_token or None
         self._directory = directory
         self._ttl = cache_ttl_s
         self._size = cache_size
-        self._cache: OrderedDict[str, tuple[float, Caller | None]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, Identity | None]] = OrderedDict()
         self._lock = threading.Lock()
         self._tokens_exist: tuple[float, bool] = (-1.0, False)
 
@@ -76,16 +61,14 @@ class Authenticator:
             return "tokens"
         return "shared-token" if self._shared is not None else "anonymous"
 
-    def required(self) -> bool:
-        return self.mode() != "anonymous"
-
-    def authenticate(self, authorization: bytes | None) -> Caller | None:
+    def authenticate(self, authorization: bytes | None) -> Identity | None:
         """The caller for an ``Authorization`` header value (None when missing or wrong and a token is required)."""
         token = _bearer(authorization)
         if token is None:
-            return None if self.required() else Caller(ANONYMOUS_NAME, "admin", "anonymous")
-        if self._shared is not None and hmac.compare_digest(token.encode(), self._shared):
-            return Caller(SHARED_TOKEN_NAME, "admin", "shared-token")
+            return ANONYMOUS_ADMIN if self.mode() == "anonymous" else None
+        shared = match_shared_token(token, self._shared)
+        if shared is not None:
+            return shared
         if self._directory is None:
             return None
         now = time.monotonic()
@@ -94,8 +77,7 @@ class Authenticator:
             if hit is not None and hit[0] > now:
                 self._cache.move_to_end(token)
                 return hit[1]
-        found = self._directory.authenticate(token)
-        caller = None if found is None else Caller(found[0], found[1], "token")  # type: ignore[arg-type]
+        caller = self._directory.authenticate(token)
         with self._lock:
             self._cache[token] = (now + self._ttl, caller)
             while len(self._cache) > self._size:
@@ -108,7 +90,8 @@ class Authenticator:
         now = time.monotonic()
         stamp, exist = self._tokens_exist
         if stamp < 0 or now - stamp > self._ttl:
-            exist = bool(self._directory.has_active_tokens())
+            wall = datetime.now(UTC)
+            exist = any(t.expires_at is None or t.expires_at > wall for t in self._directory.list_tokens())
             self._tokens_exist = (now, exist)
         return exist
 

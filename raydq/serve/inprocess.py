@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from raydq.labels import Identity
 from raydq.serve.config import ServeArgs
 from raydq.serve.schemas import TrainingStatus
 from raydq.serve.snapshots import HeadSnapshot
@@ -30,8 +31,8 @@ class LocalTrainer:
     async def status(self) -> TrainingStatus:
         return self.service.status()
 
-    async def pin(self, version: int | None) -> TrainingStatus:
-        return await self.service.pin(version)
+    async def pin(self, version: int | None, caller: Identity) -> TrainingStatus:
+        return await self.service.pin(version, caller)
 
 
 def create_inprocess_app(args: ServeArgs, *, host: str = "127.0.0.1"):

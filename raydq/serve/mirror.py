@@ -37,7 +37,7 @@ class PoolState:
         """Apply label changes after ``revision`` and the live leases; push the status to the shards."""
         with self._lock:
             if store.revision() != self.revision:
-                changes = store.label_changes_since(self.revision)
+                changes = store.labels_since(self.revision)
                 self._apply({c.item_id: (c.label, c.skipped) for c in changes}, pool)
                 if changes:
                     self.revision = max(c.revision for c in changes)

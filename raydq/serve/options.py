@@ -48,7 +48,7 @@ def build_strategy(name: str, options: dict[str, Any], *, args: ServeArgs, seed:
     for key, bound in policy.bounds.items():
         value = given.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            if "ge" in bound and value < bound["ge"] or "le" in bound and value > bound["le"]:
+            if ("ge" in bound and value < bound["ge"]) or ("le" in bound and value > bound["le"]):
                 raise ServiceError(
                     422, ["body", "options", key], f"{key}={value!r} is outside the operator's bounds {bound}"
                 )

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from raydq.deadline import CancellableDeadline, DeadlineExceeded
-from raydq.labels import LabelStore, LeaseConflict
+from raydq.labels import IdempotencyConflict, Identity, LabelStore, LeaseConflict
 from raydq.labels.models import utcnow
 from raydq.serve.config import ServeArgs
 from raydq.serve.errors import ServiceError, unavailable
@@ -80,7 +80,13 @@ class SelectionService:
 
     # -- async surface ------------------------------------------------------------------------------------------------
     async def select_batch(
-        self, req: SelectBatchRequest, head: HeadSnapshot, *, caller: str, idempotency_key: str | None = None
+        self,
+        req: SelectBatchRequest,
+        head: HeadSnapshot,
+        *,
+        caller: Identity,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
     ) -> SelectBatchResponse:
         """One batch, within ``select_timeout_s``; queued behind at most ``max_queued_selections`` others."""
         if self._select_lock is None:
@@ -102,7 +108,7 @@ class SelectionService:
             deadline = CancellableDeadline.after(self.args.select_timeout_s)
             loop = asyncio.get_running_loop()
             work = loop.run_in_executor(
-                self._select_thread, self._select_sync, req, head, caller, idempotency_key, deadline
+                self._select_thread, self._select_sync, req, head, caller, idempotency_key, request_id, deadline
             )
             try:
                 return await asyncio.shield(work)
@@ -180,6 +186,47 @@ class SelectionService:
             log.info("pool grew to %d rows (store version %s)", self.pool.n_rows, self.pool.store_version)
         return self.pool.status()
 
+    def _lease(
+        self,
+        response: SelectBatchResponse,
+        req: SelectBatchRequest,
+        caller: Identity,
+        key: str | None,
+        request_id: str | None,
+        now: Any,
+    ) -> SelectBatchResponse | None:
+        """Lease the batch and, with an idempotency key, remember the response, in one transaction. Returns the
+        response a concurrent retry with the same key already stored (then nothing new is leased)."""
+        body = req.model_dump(mode="json", exclude={"request_id"})
+        try:
+            with self.store.transaction(now=now) as tx:
+                if key is not None:
+                    stored = tx.recall(caller=caller, key=key, endpoint="select_batch", request=body)
+                    if stored is not None:
+                        return SelectBatchResponse.model_validate(stored)
+                tx.create_batch(
+                    batch_id=response.batch_id,
+                    item_ids=[x.id for x in response.items],
+                    expires_at=response.lease_expires_at,
+                    strategy=response.strategy,
+                    model_version=response.model_version,
+                    caller=caller,
+                    request_id=request_id,
+                )
+                if key is not None:
+                    tx.remember(
+                        caller=caller,
+                        key=key,
+                        endpoint="select_batch",
+                        request=body,
+                        response=response.model_dump(mode="json"),
+                    )
+        except IdempotencyConflict:
+            raise ServiceError(
+                409, ["header", "Idempotency-Key"], "this key was used for a different select_batch request", "conflict"
+            ) from None
+        return None
+
     def _head(self, snapshot: HeadSnapshot | None) -> tuple[int, Any]:
         if snapshot is None or snapshot.payload is None or tuple(snapshot.classes) != tuple(self.class_names):
             return 0, None
@@ -201,8 +248,9 @@ class SelectionService:
         self,
         req: SelectBatchRequest,
         head_snapshot: HeadSnapshot | None,
-        caller: str,
+        caller: Identity,
         idempotency_key: str | None,
+        request_id: str | None,
         deadline: CancellableDeadline,
     ) -> SelectBatchResponse:
         if req.batch_size > self.args.max_batch_size:
@@ -259,19 +307,9 @@ class SelectionService:
                 selection={k: v for k, v in selection.info.items() if isinstance(v, int | float | str | bool)},
             )
             try:
-                self.store.create_batch(
-                    batch_id=response.batch_id,
-                    item_ids=[x.id for x in items],
-                    expires_at=expires,
-                    strategy=name,
-                    model_version=version,
-                    owner=caller,
-                    now=now,
-                    idempotency=None if idempotency_key is None else (idempotency_key, req.model_dump_json()),
-                    response=response.model_dump(mode="json"),
-                )
+                stored = self._lease(response, req, caller, idempotency_key, request_id, now)
             except LeaseConflict as e:  # another replica leased or labeled some of them meanwhile
                 log.info("lease conflict on %d items; selecting again", len(e.item_ids))
                 continue
-            return response
+            return stored if stored is not None else response
         raise ServiceError(409, ["body", "batch_size"], "items kept being leased concurrently; try again")

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from raydq.labels import HeadPublic, Identity
 from raydq.labels.models import utcnow
 from raydq.serve.errors import ServiceError
 from raydq.serve.schemas import TrainingStatus
@@ -33,15 +34,36 @@ log = logging.getLogger(__name__)
 
 
 class HeadStore(Protocol):
-    """Where heads live (the label store)."""
+    """Where heads live (the label store): versions allocated by the database, a pin for rollbacks."""
 
     def save_head(
-        self, *, revision: int, n_labels: int, classes: list[str], payload: dict[str, Any], sane: bool, reason: str
-    ) -> HeadSnapshot: ...
-    def latest_good_head(self) -> HeadSnapshot | None: ...
-    def get_head(self, version: int) -> HeadSnapshot | None: ...
+        self,
+        *,
+        revision: int,
+        n_labels: int,
+        classes: list[str],
+        payload: dict[str, Any],
+        sane: bool,
+        reason: str | None,
+    ) -> int: ...
+    def latest_good_head(self) -> HeadPublic | None: ...
+    def get_head(self, version: int) -> HeadPublic | None: ...
     def pinned_head_version(self) -> int | None: ...
-    def set_pinned_head_version(self, version: int | None) -> None: ...
+    def pin_head(self, version: int, *, caller: Identity) -> None: ...
+    def unpin_head(self, *, caller: Identity) -> int | None: ...
+
+
+def snapshot_of(head: HeadPublic | None) -> HeadSnapshot:
+    if head is None:
+        return HeadSnapshot()
+    return HeadSnapshot(
+        version=head.version,
+        revision=head.revision,
+        n_labels=head.n_labels,
+        classes=tuple(head.classes),
+        trained_at=head.created_at,
+        payload=head.payload,
+    )
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,11 @@ class TrainingPolicy:
     min_train_accuracy: float = 0.5
     retry_min_s: float = 0.5
     retry_max_s: float = 60.0
+
+
+def _newest_sane(store: Any) -> HeadPublic | None:
+    """The newest sane head, pinned or not (what is served once an admin unpins)."""
+    return next((h for h in store.list_heads() if h.sane), None)  # newest first
 
 
 def check_head(head: Any, data: TrainingSet, *, min_train_accuracy: float) -> str | None:
@@ -88,11 +115,9 @@ class TrainingService:
         self.store = store
         self.fetch = fetch
         self.policy = policy
-        self._trained = store.latest_good_head() or HeadSnapshot()
-        self._pinned: HeadSnapshot | None = None
         pinned = store.pinned_head_version()
-        if pinned is not None:
-            self._pinned = store.get_head(pinned)
+        self._pinned: HeadSnapshot | None = None if pinned is None else snapshot_of(store.get_head(pinned))
+        self._trained = snapshot_of(store.latest_good_head() if pinned is None else _newest_sane(store))
         self._wanted = 0
         self._attempted = max(self._trained.revision, 0)  # revision 0: no labels, nothing to train
         self._state = "idle"
@@ -133,17 +158,19 @@ class TrainingService:
             next_retry_s=self._retry_in,
         )
 
-    async def pin(self, version: int | None) -> TrainingStatus:
+    async def pin(self, version: int | None, caller: Identity) -> TrainingStatus:
         """Serve stored ``version`` from now on (None: serve the newest good head again)."""
         if version is None:
-            await asyncio.to_thread(self.store.set_pinned_head_version, None)
+            await asyncio.to_thread(self.store.unpin_head, caller=caller)
             self._pinned = None
             return self.status()
         head = await asyncio.to_thread(self.store.get_head, version)
-        if head is None or head.payload is None:
+        if head is None:
             raise ServiceError(404, ["body", "version"], f"no stored head with version {version}")
-        await asyncio.to_thread(self.store.set_pinned_head_version, version)
-        self._pinned = head
+        if not head.sane:
+            raise ServiceError(422, ["body", "version"], f"head {version} failed its checks ({head.reason})")
+        await asyncio.to_thread(self.store.pin_head, version, caller=caller)
+        self._pinned = snapshot_of(head)
         return self.status()
 
     async def wait_idle(self, timeout: float = 60.0) -> int:
@@ -193,21 +220,29 @@ class TrainingService:
         p = self.policy
         head = await asyncio.to_thread(fit_head, data, head_params=p.head_params, seed=p.seed, salt=data.revision)
         reason = await asyncio.to_thread(check_head, head, data, min_train_accuracy=p.min_train_accuracy)
-        saved = await asyncio.to_thread(
+        payload = head.to_dict()
+        version = await asyncio.to_thread(
             self.store.save_head,
             revision=data.revision,
             n_labels=len(data),
             classes=list(data.classes),
-            payload=head.to_dict(),
+            payload=payload,
             sane=reason is None,
-            reason=reason or "",
+            reason=reason,
         )
         self._attempted = max(self._attempted, data.revision)
         self._last_error = None
         if reason is not None:
-            self._rejected = f"version {saved.version}: {reason}"
-            log.warning("trained head v%d not served: %s", saved.version, reason)
+            self._rejected = f"version {version}: {reason}"
+            log.warning("trained head v%d not served: %s", version, reason)
             return
         self._rejected = None
-        self._trained = saved
-        log.info("trained head v%d on %d labels (revision %d)", saved.version, len(data), data.revision)
+        self._trained = HeadSnapshot(
+            version=version,
+            revision=data.revision,
+            n_labels=len(data),
+            classes=tuple(data.classes),
+            trained_at=utcnow(),
+            payload=payload,
+        )
+        log.info("trained head v%d on %d labels (revision %d)", version, len(data), data.revision)
