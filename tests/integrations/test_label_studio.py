@@ -4,9 +4,9 @@
 
 One round trip: tasks appear for the selected items; an annotator who signed up through Label Studio's form
 annotates through Label Studio's API; the labels reach raydq under the annotator's email; the head retrains; the
-next tasks come from DropQuery. Then Label Studio, raydq and the connector each restart in the middle of a sync, and
-in the end raydq holds exactly the annotated labels (none lost, none twice) and Label Studio holds one task per
-item."""
+next tasks come from DropQuery; a skipped and a deleted task hand their items back. Then Label Studio, raydq and
+the connector each restart in the middle of a sync, and in the end raydq holds exactly the annotated labels (none
+lost, none twice) and Label Studio holds one task per item."""
 
 from __future__ import annotations
 
@@ -176,6 +176,8 @@ def test_round_trip_with_restarts_of_every_side(world):
     for t in r0[:4]:
         annotator.answer(t, truth[t["data"]["raydq_id"]])
     annotator.answer(r0[4], None)
+    deleted = r0[7]["data"]["raydq_id"]  # an admin deletes a task: its item goes back to raydq when its batch is done
+    httpx.delete(f"{ls.url}/api/tasks/{r0[7]['id']}/", headers=ls.admin_headers, timeout=30).raise_for_status()
     database = tmp / "labels.db"
     wait_for(lambda: len(stored_labels(database)[0]) == 4, what="the first labels in raydq")
     labels, _, who = stored_labels(database)
@@ -219,6 +221,7 @@ def test_round_trip_with_restarts_of_every_side(world):
     leased = store.leased_ids()
     store.close()
     assert not set(skipped) & set(leased)  # the skipped item's lease was released once its batch was done
+    assert deleted not in labels and deleted not in leased and deleted not in per_item  # so was the deleted one's
     assert set(leased) == open_ids  # exactly the open tasks hold leases
     newer = [t for t in annotator.tasks() if t["data"]["raydq_model_version"] >= 1]
     assert newer and {t["data"]["raydq_strategy"] for t in newer} == {"dropquery"}  # the next tasks: DropQuery
