@@ -5,20 +5,16 @@ undo, Enter), and find exactly those labels in the database. A screenshot is kep
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import pytest
 
 from raydq.data.fashion_mnist import CLASS_NAMES
 from raydq.labels import LabelStore
+from tests.browser.chromium import start_chromium
 from tests.integrations.services import RaydqServer, write_fmnist_store
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian chromium + chromium-driver (scripts/setup.sh)"),
-]
+pytestmark = pytest.mark.slow
 TOKEN = "browser-test-token-0123456789"
 CLASS_KEYS = "1234567890abcdefghijklmnopqrtvwxyz"  # as label.js assigns them
 BATCH = 12
@@ -26,17 +22,7 @@ BATCH = 12
 
 @pytest.fixture
 def browser(tmp_path):
-    os.environ.setdefault("SE_OFFLINE", "true")  # selenium must never try to download a driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--no-first-run", "--disable-extensions"):  # fmt: skip
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER, log_output=str(tmp_path / "driver.log")))
-    driver.set_page_load_timeout(60)
+    driver = start_chromium(tmp_path / "driver.log")
     yield driver
     driver.quit()
 

@@ -32,7 +32,21 @@ OFFLINE_ENV = {
     # A stable key, as every real deployment needs: personal access tokens are signed with it, and without it each
     # start may make a new one, which invalidates every token handed out before (measured: the connector's 401s).
     "SECRET_KEY": "raydq-test-label-studio-secret-key-0123456789",
+    # SQLite in WAL mode (Label Studio's switch for it): with the default rollback journal, concurrent requests on a
+    # loaded machine hit "database is locked" after Django's 5 s and answer 500.
+    "AZURE_MOUNT_FIX": "true",
 }
+
+
+def ls_request(method: str, url: str, *, tries: int = 6, **kw) -> httpx.Response:
+    """One Label Studio request as a person makes it: a 5xx (SQLite busy under load) is tried again, a few times."""
+    for attempt in range(tries):
+        r = httpx.request(method, url, timeout=kw.pop("timeout", 60), **kw)
+        if r.status_code < 500 or attempt == tries - 1:
+            r.raise_for_status()
+            return r
+        time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 def label_studio_binary() -> Path:
@@ -117,7 +131,11 @@ class LabelStudioServer:
                                                 "password": password, "allow_newsletters": "false"},
                          headers={"Referer": self.url + "/user/signup/"})  # fmt: skip
             assert r.status_code in (200, 302), r.text[:300]
-            token = web.get("/api/current-user/token")
+            for attempt in range(6):  # the first request after sign-up may meet a busy SQLite (500): reload
+                token = web.get("/api/current-user/token")
+                if token.status_code < 500:
+                    break
+                time.sleep(1.0 + attempt)
             token.raise_for_status()
             return token.json()["token"]
 

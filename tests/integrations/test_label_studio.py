@@ -26,7 +26,7 @@ from PIL import Image
 
 from raydq.data.fashion_mnist import load_fashion_mnist
 from raydq.labels import LabelStore
-from tests.integrations.label_studio_server import LabelStudioServer
+from tests.integrations.label_studio_server import LabelStudioServer, ls_request
 from tests.integrations.services import REPO, RaydqServer, free_port, write_fmnist_store
 
 pytestmark = pytest.mark.slow
@@ -112,14 +112,12 @@ class Annotator:
         self.answers: dict[str, str | None] = {}  # raydq id -> label, None for a skip
 
     def tasks(self) -> list[dict]:
-        r = httpx.get(self.ls.url + "/api/tasks/", params={"project": self.project(), "page_size": 1000,
-                      "fields": "all"}, headers={"Authorization": f"Token {self.token}"}, timeout=60)  # fmt: skip
-        r.raise_for_status()
+        r = ls_request("GET", self.ls.url + "/api/tasks/", params={"project": self.project(), "page_size": 1000,
+                       "fields": "all"}, headers={"Authorization": f"Token {self.token}"})  # fmt: skip
         return r.json()["tasks"]
 
     def project(self) -> int:
-        r = httpx.get(self.ls.url + "/api/projects/", headers={"Authorization": f"Token {self.token}"}, timeout=30)
-        r.raise_for_status()
+        r = ls_request("GET", self.ls.url + "/api/projects/", headers={"Authorization": f"Token {self.token}"})
         return next(p["id"] for p in r.json()["results"] if p["title"] == "raydq")
 
     def open_tasks(self) -> list[dict]:
@@ -130,8 +128,8 @@ class Annotator:
             "result": [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}],
             "was_cancelled": False,
         }  # fmt: skip
-        r = httpx.post(f"{self.ls.url}/api/tasks/{task['id']}/annotations/", json=body,
-                       headers={"Authorization": f"Token {self.token}"}, timeout=60)  # fmt: skip
+        r = ls_request("POST", f"{self.ls.url}/api/tasks/{task['id']}/annotations/", json=body,
+                       headers={"Authorization": f"Token {self.token}"})  # fmt: skip
         assert r.status_code == 201, r.text[:300]
         self.answers[task["data"]["raydq_id"]] = label
 
@@ -156,7 +154,7 @@ def test_round_trip_with_restarts_of_every_side(world):
     assert len(annotator.tasks()) == QUEUE  # a full queue: nothing more selected
     assert {t["data"]["raydq_model_version"] for t in r0} == {0}  # cold start: no head yet
     assert {t["data"]["raydq_strategy"] for t in r0} == {"centroid"}
-    project = httpx.get(f"{ls.url}/api/projects/{annotator.project()}/", headers=ls.admin_headers, timeout=30).json()
+    project = ls_request("GET", f"{ls.url}/api/projects/{annotator.project()}/", headers=ls.admin_headers).json()
     assert project["show_skip_button"] and project["parsed_label_config"]["label"]["labels"] == list(
         dict.fromkeys(["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                        "Ankle boot"]))  # fmt: skip
@@ -177,7 +175,7 @@ def test_round_trip_with_restarts_of_every_side(world):
         annotator.answer(t, truth[t["data"]["raydq_id"]])
     annotator.answer(r0[4], None)
     deleted = r0[7]["data"]["raydq_id"]  # an admin deletes a task: its item goes back to raydq when its batch is done
-    httpx.delete(f"{ls.url}/api/tasks/{r0[7]['id']}/", headers=ls.admin_headers, timeout=30).raise_for_status()
+    ls_request("DELETE", f"{ls.url}/api/tasks/{r0[7]['id']}/", headers=ls.admin_headers)
     database = tmp / "labels.db"
     wait_for(lambda: len(stored_labels(database)[0]) == 4, what="the first labels in raydq")
     labels, _, who = stored_labels(database)
@@ -225,4 +223,46 @@ def test_round_trip_with_restarts_of_every_side(world):
     assert set(leased) == open_ids  # exactly the open tasks hold leases
     newer = [t for t in annotator.tasks() if t["data"]["raydq_model_version"] >= 1]
     assert newer and {t["data"]["raydq_strategy"] for t in newer} == {"dropquery"}  # the next tasks: DropQuery
+    assert "sentry.io" not in (tmp / "label-studio.log").read_text(errors="replace")  # Label Studio stayed offline
     print(f"\nround trip: {len(labels)} labels, {len(per_item)} tasks; logs in {tmp}")
+
+
+def test_an_annotator_labels_in_label_studios_own_page(world):
+    """Label Studio's labeling page in Chromium shows the connector's image (cross-origin, signed) and an answer
+    clicked there becomes a raydq label under the annotator's email."""
+    from selenium.webdriver.common.by import By
+
+    from tests.browser.chromium import start_chromium
+
+    _, ls, connector, truth, tmp = world
+    connector.start()
+    annotator = Annotator(ls)
+    task = wait_for(lambda: annotator.open_tasks(), what="the first tasks")[0]
+    label = truth[task["data"]["raydq_id"]]
+    driver = start_chromium(tmp / "driver.log", size="1400,900")
+    try:
+        driver.get(ls.url + "/user/login/")
+        driver.find_element(By.NAME, "email").send_keys(ANNOTATOR)
+        password = driver.find_element(By.NAME, "password")
+        password.send_keys("annotator-password-1")
+        password.submit()
+        wait_for(lambda: "/user/login" not in driver.current_url, what="the login")
+        driver.get(f"{ls.url}/projects/{annotator.project()}/data?task={task['id']}")
+        rendered = "return [...document.querySelectorAll('img')].filter(i => i.src === arguments[0] && i.complete)" \
+                   ".map(i => i.naturalWidth)"  # fmt: skip
+        widths = wait_for(lambda: driver.execute_script(rendered, task["data"]["image"]), timeout=120,
+                          what="the task's image in Label Studio's page")  # fmt: skip
+        assert 28 in widths  # Fashion-MNIST's 28 x 28, through the signed proxy (never enlarged)
+        choice = wait_for(lambda: [e for e in driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{label}']")
+                                   if e.is_displayed()], what=f"the choice {label!r}")  # fmt: skip
+        choice[0].click()
+        shot = tmp / "label-studio-page.png"
+        driver.save_screenshot(str(shot))
+        print(f"\nLabel Studio page screenshot: {shot}")
+        submit = [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Submit"]
+        submit[0].click()
+    finally:
+        driver.quit()
+    labels = wait_for(lambda: stored_labels(tmp / "labels.db")[0], what="the label in raydq")
+    assert labels == {task["data"]["raydq_id"]: label}
+    assert stored_labels(tmp / "labels.db")[2] == {task["data"]["raydq_id"]: ANNOTATOR}

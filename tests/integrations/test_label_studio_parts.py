@@ -84,9 +84,9 @@ def test_state_survives_a_reopen(tmp_path):
     state = SyncState(path)
     state.add_batch("b1", ["x", "y"], 1e10)
     state.add_batch("b1", ["ignored"], 0)  # recorded once
-    state.add_task(7, "x", "b1")
+    state.put_task(7, "x", "b1")
     state.set_status(7, LABELED, "3@t")
-    state.add_task(8, "y", "b1")
+    state.put_task(8, "y", "b1")
     state.mark_pushed("b1")
     state.close()
     again = SyncState(path)
@@ -96,4 +96,18 @@ def test_state_survives_a_reopen(tmp_path):
                                                                                         (8, OPEN, None)]  # fmt: skip
     again.mark_closed("b1")
     assert again.batches(closed=False) == []
+    again.put_task(7, "x", "b1")  # the same task again: its sync record is kept
+    assert again.tasks()[0].synced_key == "3@t"
+    again.put_task(8, "z", "b2")  # Label Studio reused id 8 for another task: a fresh record
+    assert [(t.item_id, t.batch_id, t.status, t.synced_key) for t in again.tasks()][1] == ("z", "b2", OPEN, None)
     again.close()
+
+
+def test_a_refused_batch_id_is_recognised():
+    from raydq.client import RaydqError
+    from raydq.integrations.label_studio.sync import _names_batch_id
+
+    unknown = [{"loc": ["body", "batch_id"], "msg": "unknown batch_id 'x'", "type": "value_error"}]
+    assert _names_batch_id(RaydqError(422, unknown))
+    assert not _names_batch_id(RaydqError(422, [{"loc": ["body", "labels", 0, "label"], "msg": "no", "type": "v"}]))
+    assert not _names_batch_id(RaydqError(503, unknown)) and not _names_batch_id(RaydqError(422, "text detail"))

@@ -1,7 +1,8 @@
-"""The README's "Label with Label Studio" commands, run as written in a fresh shell (only the ports, the pool and
-the home folder are swapped for the test's own): Label Studio, raydq and the connector start, tasks appear, an
-annotation made in Label Studio becomes a raydq label. When README.md has the section, its bash block is what runs,
-so the README cannot drift from commands that work."""
+"""The README's "Label with Label Studio" commands, run as written in a fresh shell (only the ports, the pool, the
+home folder and the connector's state file are swapped for the test's own): Label Studio, raydq and the connector
+start, tasks appear, an annotation made in Label Studio becomes a raydq label, and nothing tried to reach the
+network. When README.md has the section, its bash block is what runs, so the README cannot drift from commands that
+work."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ HEADING = "Label with Label Studio"
 # The text given to the README (section "Label with Label Studio"), used until README.md has it.
 COMMANDS = """\
 bash scripts/setup_label_studio.sh     # once: Label Studio 1.23.2 in .venv-ls (make setup runs it too)
-# Label Studio, offline, with an admin and an API token; keep SECRET_KEY stable (tokens are signed with it)
-SECRET_KEY=change-me-to-a-long-random-string LATEST_VERSION_CHECK=false SSRF_PROTECTION_ENABLED=false \\
-  .venv-ls/bin/label-studio start --no-browser --internal-host 127.0.0.1 --port 8080 \\
+# Label Studio offline (no version check, analytics or error reports), webhooks to this machine allowed, and a
+# stable SECRET_KEY (its API tokens are signed with it: a new key at each start would void them)
+export SECRET_KEY=change-me-to-a-long-random-string LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false \\
+  SENTRY_DSN= FRONTEND_SENTRY_DSN= SSRF_PROTECTION_ENABLED=false
+.venv-ls/bin/label-studio start --no-browser --internal-host 127.0.0.1 --port 8080 \\
   --username admin@example.com --password change-me --enable-legacy-api-token \\
   --user-token 0123456789abcdef0123456789abcdef01234567 &
 # raydq, here in one process without Ray (serve run serve_configs/local.yaml works the same)
@@ -64,7 +67,8 @@ def test_readme_commands_label_through_label_studio(tmp_path):
     data.mkdir(parents=True)
     shutil.copyfile(LS_VENV / "empty-db" / "label_studio.sqlite3", data / "label_studio.sqlite3")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAYDQ_", "PYTHONPATH", "VIRTUAL_ENV"))}
-    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO))
+    # ... and the connector's state file, which by default lands in the checkout's data/.
+    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO), RAYDQ_LS_STATE_PATH=str(tmp_path / "sync.db"))
     (tmp_path / "commands.sh").write_text("set -e\n" + script)
     log = open(tmp_path / "commands.log", "wb")  # noqa: SIM115 (closed below, after the process group ends)
     shell = subprocess.Popen(["bash", str(tmp_path / "commands.sh")], cwd=REPO, env=env, stdout=log,
@@ -96,6 +100,8 @@ def test_readme_commands_label_through_label_studio(tmp_path):
             return r.json()["labeled"] == 1
 
         _wait(labeled, timeout=120, what="the annotation as a raydq label")
+        output = (tmp_path / "commands.log").read_text(errors="replace")
+        assert "sentry.io" not in output and "NameResolutionError" not in output  # nothing tried to phone home
     finally:
         _end_group(shell)
         log.close()

@@ -57,8 +57,11 @@ def create_endpoint(*, secret: str, signing_key: bytes, images: RaydqClient, on_
             data, media_type = images.item_image(item_id, size=size)
         except RaydqError as e:
             raise HTTPException(404 if e.status == 404 else 502, f"raydq: {e.detail}") from None
-        # Signed URLs never change meaning (same id and size, same pixels): browsers may keep them.
-        return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
+        # Signed URLs never change meaning (same id and size, same pixels): browsers may keep them. Label Studio's
+        # <Image> loads cross-origin (crossOrigin="anonymous", for its canvas): without the CORS header it shows
+        # "There was an issue loading URL" (seen in Chromium). The signature, not the origin, guards the image.
+        headers = {"Cache-Control": "private, max-age=86400", "Access-Control-Allow-Origin": "*"}
+        return Response(data, media_type=media_type, headers=headers)
 
     @app.get("/healthz")
     async def healthz() -> dict:

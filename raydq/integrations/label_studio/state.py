@@ -108,9 +108,14 @@ class SyncState:
         self._write("UPDATE batches SET lease_expires_at = ? WHERE batch_id = ?", (lease_expires_at, batch_id))
 
     # -- tasks -------------------------------------------------------------------------------------------------------
-    def add_task(self, task_id: int, item_id: str, batch_id: str) -> None:
+    def put_task(self, task_id: int, item_id: str, batch_id: str) -> None:
+        """Record a task. Label Studio on SQLite reuses the id of a deleted newest task for the next one, so a
+        known id that now holds another item or batch is a new task: its record starts over (open, nothing synced)."""
         self._write(
-            "INSERT OR IGNORE INTO tasks (task_id, item_id, batch_id, status) VALUES (?, ?, ?, ?)",
+            "INSERT INTO tasks (task_id, item_id, batch_id, status) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (task_id) DO UPDATE SET item_id = excluded.item_id, batch_id = excluded.batch_id, "
+            "status = excluded.status, synced_key = NULL "
+            "WHERE tasks.item_id != excluded.item_id OR tasks.batch_id != excluded.batch_id",
             (task_id, item_id, batch_id, OPEN),
         )
 

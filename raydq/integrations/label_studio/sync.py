@@ -174,14 +174,15 @@ class LabelStudioSync:
         """Our tasks in Label Studio by id; tasks the state does not know (lost state, crash after import) are
         adopted."""
         ours: dict[int, dict[str, Any]] = {}
-        known = {t.task_id for t in self.state.tasks()}
+        known = {t.task_id: (t.item_id, t.batch_id) for t in self.state.tasks()}
         for task in self.ls.iter_tasks(self.project_id or 0):
             data = task.get("data") or {}
             if ID_FIELD not in data or BATCH_FIELD not in data:
                 continue
-            ours[int(task["id"])] = task
-            if int(task["id"]) not in known:
-                self.state.add_task(int(task["id"]), str(data[ID_FIELD]), str(data[BATCH_FIELD]))
+            task_id, mapping = int(task["id"]), (str(data[ID_FIELD]), str(data[BATCH_FIELD]))
+            ours[task_id] = task
+            if known.get(task_id) != mapping:  # unknown, or an id Label Studio reused for another task
+                self.state.put_task(task_id, *mapping)
         return ours
 
     def _email(self, user_id: int | None) -> str | None:
@@ -257,10 +258,15 @@ class LabelStudioSync:
 
     def _post(self, batch_id: str, group: list[tuple[int, Answer, dict[str, Any]]], status: str) -> None:
         body = [entry for _, _, entry in group]
-        if status == SKIPPED:
-            self.raydq.skip_items(body, batch_id=batch_id)
-        else:
-            self.raydq.update_labels(body, batch_id=batch_id)
+        send = self.raydq.skip_items if status == SKIPPED else self.raydq.update_labels
+        try:
+            send(body, batch_id=batch_id)
+        except RaydqError as e:
+            if not _names_batch_id(e):
+                raise
+            # raydq does not know the batch (its database was replaced): the answer still counts, without it
+            log.warning("raydq does not know batch %s; sending its answers without it", batch_id)
+            send(body, batch_id=None)
         for task_id, answer, _ in group:  # acknowledged: only now is it synced
             self.state.set_status(task_id, status, answer.key)
 
@@ -280,7 +286,11 @@ class LabelStudioSync:
                 continue  # finished by _refill (pushed or released)
             if all(r.status in DONE for r in records):
                 if any(r.status != LABELED for r in records) and batch.lease_expires_at > now:
-                    report.released += self.raydq.release_batch(batch.batch_id)["released"]
+                    try:
+                        report.released += self.raydq.release_batch(batch.batch_id)["released"]
+                    except RaydqError as e:
+                        if e.status != 404:  # 404: raydq does not know it (a replaced database): nothing to release
+                            raise
                 self.state.mark_closed(batch.batch_id)
 
     # -- 4. renewing -------------------------------------------------------------------------------------------------
@@ -340,7 +350,7 @@ class LabelStudioSync:
             ]
             task_ids = self.ls.import_tasks(self.project_id or 0, payloads)
             for item_id, task_id in zip(todo, task_ids, strict=True):
-                self.state.add_task(task_id, item_id, batch_id)
+                self.state.put_task(task_id, item_id, batch_id)
                 present[item_id] = task_id
         self.state.mark_pushed(batch_id)
         report.tasks_created += len(todo)
@@ -358,6 +368,12 @@ class LabelStudioSync:
             raise ValueError(f"item {item_id!r}: no image URL (image_urls={s.image_urls}, uri={uri!r}, no public_url)")
         sig = sign_image(self.settings.signing_key(), item_id, s.image_size)
         return f"{s.public_url.rstrip('/')}/images/{quote(item_id, safe='')}?size={s.image_size}&sig={sig}"
+
+
+def _names_batch_id(error: RaydqError) -> bool:
+    """A refusal of the request's batch_id (a 4xx whose detail points at it)."""
+    detail = error.detail if isinstance(error.detail, list) else []
+    return 400 <= error.status < 500 and any("batch_id" in (d.get("loc") or []) for d in detail if isinstance(d, dict))
 
 
 def _timestamp(value: str) -> float:
