@@ -230,6 +230,7 @@ def test_round_trip_with_restarts_of_every_side(world):
 def test_an_annotator_labels_in_label_studios_own_page(world):
     """Label Studio's labeling page in Chromium shows the connector's image (cross-origin, signed) and an answer
     clicked there becomes a raydq label under the annotator's email."""
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     from tests.browser.chromium import start_chromium
@@ -253,14 +254,23 @@ def test_an_annotator_labels_in_label_studios_own_page(world):
         widths = wait_for(lambda: driver.execute_script(rendered, task["data"]["image"]), timeout=120,
                           what="the task's image in Label Studio's page")  # fmt: skip
         assert 28 in widths  # Fashion-MNIST's 28 x 28, through the signed proxy (never enlarged)
-        choice = wait_for(lambda: [e for e in driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{label}']")
-                                   if e.is_displayed()], what=f"the choice {label!r}")  # fmt: skip
-        choice[0].click()
+
+        def click(xpath: str) -> bool:
+            """Click the first visible match; the page re-renders while it loads, so a stale element is retried."""
+            try:
+                for element in driver.find_elements(By.XPATH, xpath):
+                    if element.is_displayed():
+                        element.click()
+                        return True
+            except (StaleElementReferenceException, ElementClickInterceptedException):
+                pass
+            return False
+
+        wait_for(lambda: click(f"//*[normalize-space(text())='{label}']"), what=f"the choice {label!r} clicked")
         shot = tmp / "label-studio-page.png"
         driver.save_screenshot(str(shot))
         print(f"\nLabel Studio page screenshot: {shot}")
-        submit = [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Submit"]
-        submit[0].click()
+        wait_for(lambda: click("//button[normalize-space(.)='Submit']"), what="Submit clicked")
     finally:
         driver.quit()
     labels = wait_for(lambda: stored_labels(tmp / "labels.db")[0], what="the label in raydq")
