@@ -11,6 +11,7 @@ last-resort 500, all rendered so that they always encode.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Annotated, Any, Literal, Protocol
 
@@ -25,6 +26,7 @@ from raydq.serve.errors import ServiceError, error_body, error_response, validat
 from raydq.serve.guard import GuardMiddleware
 from raydq.serve.identity import Authenticator
 from raydq.serve.metrics import ServiceMetrics
+from raydq.serve.pages import pages_router
 from raydq.serve.schemas import (
     BatchList,
     ErrorResponse,
@@ -56,6 +58,7 @@ _ERROR_TEXT = {
     409: "conflict with a concurrent request or an earlier use of the same idempotency key",
     413: "request body too large",
     422: "invalid request; detail names the field",
+    502: "the item's image source could not be read (the message names it)",
     503: "temporarily unavailable (selection queue full, shards reloading); see Retry-After",
     504: "selection ran past select_timeout_s and was stopped",
 }
@@ -185,7 +188,9 @@ def _item_routes(backend: Backend) -> APIRouter:
     router = APIRouter(tags=["items"])
     ItemPath = Annotated[str, Path(min_length=1, max_length=1024)]
 
-    @router.get("/items/{item_id:path}/image", responses={**_errors(*_ALWAYS, 404), 200: {"content": {"image/*": {}}}})
+    @router.get(
+        "/items/{item_id:path}/image", responses={**_errors(*_ALWAYS, 404, 502), 200: {"content": {"image/*": {}}}}
+    )
     async def item_image(
         item_id: ItemPath,
         request: Request,
@@ -193,11 +198,15 @@ def _item_routes(backend: Backend) -> APIRouter:
     ) -> Response:
         """The item's image, read from its source (folder, object store, Parquet bytes, Fashion-MNIST)."""
         caller_of(request)
-        etag = f'"{abs(hash((item_id, size))):x}"'
+        etag = '"' + hashlib.sha256(f"{item_id}\x00{size}".encode("utf-8", "surrogatepass")).hexdigest()[:32] + '"'
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         data, media_type = await backend.item_image(item_id, size)
-        headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
+        headers = {
+            "ETag": etag,
+            "Cache-Control": "private, max-age=86400",
+            "Access-Control-Allow-Origin": "*",  # Label Studio's page loads it cross-origin (with a bearer token)
+        }
         return Response(content=data, media_type=media_type, headers=headers)
 
     @router.get("/items/{item_id:path}", response_model=ItemResponse, responses=_errors(*_ALWAYS, 404))
@@ -322,6 +331,7 @@ def create_app(
         _item_routes(backend),
         _service_routes(backend),
         _admin_routes(backend),
+        pages_router(),
         *extra_routers,
     ):
         app.include_router(router)

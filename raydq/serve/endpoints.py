@@ -14,6 +14,7 @@ import io
 import logging
 from typing import Any, Protocol
 
+from raydq.data.images import ImageSourceError, read_item_image
 from raydq.labels import (
     BatchClosed,
     Forbidden,
@@ -319,15 +320,15 @@ class Endpoints:
         )
 
     async def item_image(self, item_id: str, size: int | None) -> tuple[bytes, str]:
-        from raydq.data.images import ImageUnavailable, read_item_image
-
         ref = await self._ref(item_id)
         if ref.uri is None:
             raise ServiceError(404, ["path", "item_id"], f"item {item_id!r} has no image source in the store")
         try:
-            return await asyncio.to_thread(read_item_image, ref.uri, size=size)
-        except ImageUnavailable as e:
-            raise ServiceError(e.status, ["path", "item_id"], f"cannot read the image of {item_id!r}: {e}") from None
+            image = await asyncio.to_thread(read_item_image, ref.uri, size=size)
+        except ImageSourceError as e:  # the source is gone (404) or unreadable (502); the message names it
+            status, kind = (404, "source_missing") if e.missing else (502, "source_unreadable")
+            raise ServiceError(status, ["path", "item_id"], f"image of {item_id!r}: {e}", kind) from None
+        return image.data, image.media_type
 
     async def export_labels(
         self, *, since_revision: int, cursor: str | None, limit: int, fmt: str

@@ -18,11 +18,11 @@ from typing import Any
 from raydq.serve.errors import error_body, json_bytes
 from raydq.serve.identity import Authenticator
 from raydq.serve.metrics import ServiceMetrics
+from raydq.serve.pages import PAGE_PATHS
 
 #: Paths anyone may read: liveness/readiness probes, the API's own description, and the labeling page's shell
 #: (the page asks for a token and sends it with every call it makes).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc", "/label"})
-OPEN_PREFIXES = ("/static/",)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}) | PAGE_PATHS
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Scope = dict[str, Any]
@@ -31,7 +31,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def is_open(path: str) -> bool:
-    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+    return path in OPEN_PATHS
 
 
 async def send_json(send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]] | None = None) -> None:
