@@ -202,11 +202,7 @@ def _item_routes(backend: Backend) -> APIRouter:
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         data, media_type = await backend.item_image(item_id, size)
-        headers = {
-            "ETag": etag,
-            "Cache-Control": "private, max-age=86400",
-            "Access-Control-Allow-Origin": "*",  # Label Studio's page loads it cross-origin (with a bearer token)
-        }
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
         return Response(content=data, media_type=media_type, headers=headers)
 
     @router.get("/items/{item_id:path}", response_model=ItemResponse, responses=_errors(*_ALWAYS, 404))
