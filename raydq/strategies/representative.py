@@ -128,7 +128,10 @@ class ProbCoverQuery(GatheredQuery):
         )
         k_delta: int = Field(10, ge=1, le=100, description="neighbour rank whose median distance estimates delta")
         max_edges: int = Field(
-            20_000_000, ge=1, le=50_000_000, description="refuse a graph with more edges than this (16 bytes each)"
+            20_000_000,
+            ge=GATHER_LIMIT,  # every row's ball holds the row itself: a smaller cap would refuse every gathered pool
+            le=50_000_000,
+            description="refuse a graph with more edges than this (16 bytes each)",
         )
 
     def __init__(
