@@ -8,7 +8,14 @@ import pytest
 from raydq.head import LinearHead
 from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS
 from raydq.strategies import MISSING_LABEL, DropQuery, LocalShardSet
-from raydq.strategies.dropquery import CACHE_COUNTS, CACHE_RUNS, DropoutPasses, choose_threshold, n_above
+from raydq.strategies.dropquery import (
+    CACHE_COUNTS,
+    CACHE_RUNS,
+    DropoutPasses,
+    candidate_cap,
+    choose_threshold,
+    n_above,
+)
 from raydq.strategies.shards import LABELED
 
 
@@ -203,3 +210,14 @@ def test_dropquery_with_a_trained_head_prefers_the_boundary():
     head = LinearHead(2, random_state=0).fit(X[np.r_[0:5, 400:405]], y[np.r_[0:5, 400:405]])
     chosen = DropQuery(candidate_factor=1, random_state=0).query(X, y, batch_size=6, head=head)
     assert (chosen >= 800).mean() >= 0.8
+
+
+def test_candidate_cap_keeps_small_batches_exact_and_bounds_kmeans_work():
+    assert candidate_cap(10, None) == 20_000  # the paper's batches: every candidate of a pool of tens of thousands
+    assert candidate_cap(1, None) == 20_000
+    assert candidate_cap(100, None) == 6_400  # 64 per cluster
+    assert candidate_cap(1000, None) == 64_000
+    assert candidate_cap(100, 300) == 300
+    for b in (1, 10, 20, 50, 100, 200, 1000):
+        assert candidate_cap(b, None) >= 64 * b
+        assert candidate_cap(b, None) * b <= max(200_000, 64 * b * b)

@@ -35,10 +35,15 @@ from raydq.strategies.base import QueryStrategy, RandomState, StrategyOptions
 from raydq.strategies.kmeans import fit_kmeans
 from raydq.strategies.shards import ArrayShard, Selection
 
-#: The default cap on candidates fed to k-means: 256 per cluster (faiss's own sampling), but never below 20,000, so
-#: a pool of tens of thousands clusters every candidate, as the reference does.
-MAX_POINTS_PER_CENTROID = 256
+#: The default cap on the candidates k-means clusters. k-means costs candidates x clusters x D per iteration, so the
+#: default spends at most ``CANDIDATE_WORK`` candidate-clusters per iteration: 20,000 candidates for the paper's
+#: 10-item batches (every candidate of a pool of tens of thousands, as the reference clusters them all), but never
+#: fewer than ``MIN_POINTS_PER_CENTROID`` per cluster (faiss warns below 39). Measured on the 2-core dev machine,
+#: B = 100 over a 100k pool: k-means on 25,600 candidates (256 per cluster, the earlier cap) cost about 10 times the
+#: matrix products of phase 1's floor; on 6,400 it costs a quarter as much (bench/query.py).
+MIN_POINTS_PER_CENTROID = 64
 MIN_CANDIDATE_CAP = 20_000
+CANDIDATE_WORK = 200_000
 
 #: Where a shard keeps its phase-1 counts, and how many times it computed them (tests and benchmarks read it).
 CACHE_COUNTS = "dropquery.phase1.counts"
@@ -167,7 +172,7 @@ def candidate_cap(batch_size: int, max_candidates: int | None) -> int:
     """How many candidates k-means clusters at most (the rest are thinned by a uniform row-keyed sample)."""
     if max_candidates is not None:
         return int(max_candidates)
-    return max(MAX_POINTS_PER_CENTROID * batch_size, MIN_CANDIDATE_CAP)
+    return max(MIN_POINTS_PER_CENTROID * batch_size, min(MIN_CANDIDATE_CAP, CANDIDATE_WORK // batch_size))
 
 
 def _gather(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +205,7 @@ class DropQuery(QueryStrategy):
     random_fill : bool, default=True
     max_candidates : int or None, default=None
         Candidates beyond this are thinned by uniform sampling before k-means; None means
-        ``max(256 * batch_size, 20000)`` (256 per cluster is what faiss would subsample to anyway).
+        ``max(64 * batch_size, min(20000, 200000 // batch_size))`` (``candidate_cap``).
     kmeans_niter : int, default=25
     chunk_rows : int, default=1024
         Rows per dropout chunk (bounds memory; part of what a seed reproduces).
