@@ -20,14 +20,19 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
+from raydq.cluster import kmeans_backend_name
+from raydq.head import LinearHead
+from raydq.strategies import DropQuery, LocalShardSet
+from raydq.strategies.shards import status_from_labels
+
 D, C, B, M = 768, 100, 100, 3
 
 
 def make_data(n: int, seed: int = 0):
     """Embeddings of C Gaussian classes with overlapping tails (so some rows are uncertain), written chunk by chunk
     into one float32 array (no N-sized temporaries)."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((C, D), dtype=np.float32) * np.float32(0.22)
     labels = rng.integers(0, C, n)
@@ -41,10 +46,6 @@ def make_data(n: int, seed: int = 0):
 
 def make_estimator(X, labels, seed: int = 0):
     """A head trained on 10 labels per class, and the pool's label array (those 1000 rows labeled)."""
-    import numpy as np
-
-    from raydq.head import LinearHead
-
     rng = np.random.default_rng(seed)
     labeled = np.concatenate([rng.choice(np.flatnonzero(labels == c), 10, replace=False) for c in range(C)])
     y = np.full(len(X), -1, dtype=np.int64)
@@ -58,12 +59,6 @@ def _rss_mib() -> float:
 
 
 def worker(n: int, repeats: int) -> dict:
-    import numpy as np
-
-    from raydq.cluster import kmeans_backend_name
-    from raydq.strategies import DropQuery, LocalShardSet
-    from raydq.strategies.shards import status_from_labels
-
     X, labels = make_data(n)
     head, y = make_estimator(X, labels)
     status = status_from_labels(y)

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from raydq.numerics.distances import BLOCK_ELEMENTS
 from raydq.numerics.norms import l2_normalise, row_sq_norms
 
 _ROW_BITS = np.uint64(32)
@@ -25,10 +24,9 @@ _ROW_MASK = np.uint64(0xFFFFFFFF)
 _NONE = np.uint64(2**64 - 1)  # an empty slot: larger than every real key
 
 
-def grid_chunk_rows(n_centroids: int) -> int:
-    """Rows per distance block for ``n_centroids`` (a (k, rows) float32 block stays near 64 MiB); the block grid is
-    global, so each row meets the same block shape whichever shard holds it."""
-    return max(256, BLOCK_ELEMENTS // max(1, n_centroids))
+#: Rows per distance block: a global grid, so each row meets the same block shape whichever shard holds it. A block
+#: holds a float32 copy of its rows (25 MiB at D = 768) and a (k, rows) distance array (32 MiB at k = 1000).
+BLOCK_ROWS = 8192
 
 
 def pack_keys(d2: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -66,7 +64,7 @@ def nearest_keys(
     """``(k, keep)`` sorted keys (see ``pack_keys``) of the ``keep`` nearest rows of ``x`` per centroid, rows numbered
     from ``row_offset``; only rows where ``allowed`` is True count. ``x`` may be float16 (converted per block), rows
     are L2-normalised per block with ``normalise``, and ``deadline`` is checked between blocks. Memory stays
-    O(k x block)."""
+    O(k x (block + keep))."""
     c = np.ascontiguousarray(centroids, dtype=np.float32)
     if x.ndim != 2 or c.ndim != 2 or x.shape[1] != c.shape[1]:
         raise ValueError(f"x {x.shape} and centroids {c.shape} must be 2-D with the same width")
@@ -77,7 +75,7 @@ def nearest_keys(
     if k == 0 or keep == 0:
         return best[:, :keep]
     c_sq = row_sq_norms(c)[:, None]
-    block = grid_chunk_rows(k)
+    block = BLOCK_ROWS
     n = len(x)
     first = row_offset // block
     for cell in range(first, -(-(row_offset + n) // block)):

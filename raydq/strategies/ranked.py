@@ -24,9 +24,12 @@ TopList = tuple[np.ndarray, np.ndarray, np.ndarray]  # (scores, tie keys, global
 
 
 class RowScorer(Protocol):
-    """A picklable per-row score: ``scorer(X, rows)`` for float32 features ``X`` of global ``rows``."""
+    """A picklable per-row score: ``scorer(X, rows)`` for float32 features ``X`` of global ``rows`` (``X`` is None
+    when ``uses_features`` is False: no rows are copied for a score that ignores them)."""
 
-    def __call__(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray: ...
+    uses_features: bool
+
+    def __call__(self, X: np.ndarray | None, rows: np.ndarray) -> np.ndarray: ...
 
 
 def keep_best(best: TopList, scores: np.ndarray, keys: np.ndarray, rows: np.ndarray, k: int) -> TopList:
@@ -50,7 +53,7 @@ def shard_top_scores(shard: ArrayShard, scorer: RowScorer, k: int, tie_seed: int
         if len(local) == 0:
             continue
         rows = shard.global_rows(local)
-        X = np.asarray(shard.X[local], dtype=np.float32)
+        X = np.asarray(shard.X[local], dtype=np.float32) if scorer.uses_features else None
         best = keep_best(best, scorer(X, rows), row_uniforms(tie_seed, rows), rows, k)
     return best
 
@@ -58,10 +61,12 @@ def shard_top_scores(shard: ArrayShard, scorer: RowScorer, k: int, tie_seed: int
 class RandomRows:
     """A uniform random key per row: the top-B of these is a uniform sample without replacement."""
 
+    uses_features = False
+
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def __call__(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def __call__(self, X: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
         return row_uniforms(self.seed, rows)
 
 

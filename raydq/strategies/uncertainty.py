@@ -40,6 +40,8 @@ def least_confidence_score(P: np.ndarray) -> np.ndarray:
 class ProbabilityScore:
     """``score(head.predict_proba(X))`` for one of the module-level score functions (picklable: shipped to shards)."""
 
+    uses_features = True
+
     def __init__(self, head: Any, score) -> None:
         self.head, self.score = head, score
 
