@@ -8,7 +8,7 @@ import numpy as np
 
 from raydq.deadline import Deadline, DeadlineExceeded
 from raydq.head import LinearHead
-from raydq.strategies.shards import LABELED, UNAVAILABLE
+from raydq.strategies.shards import LABELED, UNAVAILABLE, ArrayShard, LocalShardSet
 
 
 class CountingDeadline(Deadline):
@@ -45,3 +45,34 @@ def make_pool(n: int = 3000, d: int = 32, c: int = 6, *, n_labeled: int = 24, n_
     status[rng.choice(np.flatnonzero(status == 0), n_unavailable, replace=False)] = UNAVAILABLE
     head = LinearHead(c, random_state=0).fit(X[labeled], truth[labeled])
     return Pool(X, status, truth, head)
+
+
+class ShardHolder:
+    """One ArrayShard in an actor; ``run`` applies a strategy's per-shard function to it."""
+
+    def __init__(self, X, row_offset, status):
+        self.shard = ArrayShard(X, row_offset=row_offset, status=status, n_threads=1)
+
+    def run(self, fn, args, kwargs, deadline):
+        self.shard.deadline = deadline
+        try:
+            return fn(self.shard, *args, **kwargs)
+        finally:
+            self.shard.deadline = None
+
+    def cache_value(self, key):
+        return self.shard.cache.get(key)
+
+
+class ActorShardSet:
+    """A ShardSet whose shards live in Ray actors, one each (importable here so that workers can load it)."""
+
+    def __init__(self, ray, local: LocalShardSet):
+        actor = ray.remote(num_cpus=0)(ShardHolder)
+        self.ray = ray
+        self.actors = [actor.remote(s.X, s.row_offset, s.status) for s in local.shards]
+        self.n_rows = local.n_rows
+        self.dim = local.dim
+
+    def map(self, fn, /, *args, deadline=None, **kwargs):
+        return self.ray.get([a.run.remote(fn, args, kwargs, deadline) for a in self.actors])
