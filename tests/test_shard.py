@@ -195,3 +195,13 @@ def test_dropquery_deadline_fires_inside_the_phase1_chunk_loop(pool):
         DropQuery(chunk_rows=64, pass_seed=0).select(shards, batch_size=B, head=pool.head, seed=0, deadline=deadline)
     assert any(entry.name == "run" and "dropout_passes" in str(entry.path) for entry in err.traceback)
     assert CACHE_COUNTS not in shards.shards[0].cache
+
+
+def test_the_cold_start_samples_a_large_pool_and_says_so(pool):
+    whole = _select(make_strategy("centroid"), pool, batch_size=1)  # 2,048 rows per centroid < 3,000 rows
+    assert whole.info["pool_rows"] == len(pool.X)
+    assert abs(whole.info["sampled_rows"] - 2048) < 5 * np.sqrt(2048)
+    for n_shards in (2, 5):
+        split = _select(make_strategy("centroid"), pool, batch_size=1, n_shards=n_shards)
+        np.testing.assert_array_equal(split.rows, whole.rows)
+        assert split.info == whole.info
