@@ -9,7 +9,9 @@ into the weights (``(x * m / q) @ W == (x * m) @ (W / q)``). Keep probabilities 
 float uniforms.
 
 Rows are processed in fixed chunks, each with its own generator derived from ``(seed, chunk index)``, so the result
-does not depend on how many threads ran the chunks, and memory stays O(chunk) beyond the outputs.
+does not depend on how many threads ran the chunks, and memory stays O(chunk) beyond the outputs. Features may be
+stored as float16: each chunk is converted to float32 on its own (a float16 pool never gets a float32 copy), and a
+deadline is checked before every chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from raydq.cluster.threads import single_thread_blas
+from raydq.numerics.blas_threads import single_thread_blas
 
 _MAX_BITS = 16
 DEFAULT_CHUNK_ROWS = 1024
@@ -83,6 +85,7 @@ def map_dropout_chunks(
     row_offset: int = 0,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     n_threads: int | None = None,
+    deadline=None,
 ) -> None:
     """For each row chunk ``X[s:e]`` call ``fn(s, logits, [logits under dropout pass k for k < n_passes])``.
 
@@ -90,14 +93,18 @@ def map_dropout_chunks(
     torch does) is applied to the features in each pass. ``X`` holds global rows ``row_offset ..``; chunks follow a
     global grid of ``chunk_rows`` rows and each grid cell has its own generator, so a row's masks depend only on
     ``(seed, global row)`` and a pool split into shards gets the same masks as the whole pool. ``fn`` must only write
-    its own rows of its outputs; chunks run on ``n_threads`` threads (default: the CPU count).
+    its own rows of its outputs; chunks run on ``n_threads`` threads (default: the CPU count). ``X`` may be float16
+    or float32 (arithmetic is float32). ``deadline`` (a ``raydq.deadline.Deadline``) is checked before each chunk;
+    its ``DeadlineExceeded`` stops every thread at its next chunk and propagates.
     """
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     keep = 1.0 - dropout
     X = np.asarray(X)
-    if X.dtype != np.float32:
-        raise ValueError(f"X must be float32, got {X.dtype}")
+    if X.dtype not in (np.float16, np.float32):
+        raise ValueError(f"X must be float16 or float32, got {X.dtype}")
+    if not isinstance(chunk_rows, int | np.integer) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     W = np.ascontiguousarray(W, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
     W_scaled = (W / np.float32(keep)).astype(np.float32)
@@ -109,9 +116,11 @@ def map_dropout_chunks(
     def run(worker: int) -> None:
         buf = np.empty((chunk_rows, d), dtype=np.float32)
         for cell in cells[worker::threads]:
+            if deadline is not None:
+                deadline.check()
             a = max(cell * chunk_rows, row_offset) - row_offset
             e = min((cell + 1) * chunk_rows, row_offset + n) - row_offset
-            xs = X[a:e]
+            xs = np.asarray(X[a:e], dtype=np.float32)
             out = buf[: e - a]
             logits = xs @ W + b
             rng = _chunk_rng(seed, cell)
@@ -136,7 +145,7 @@ def mismatch_counts(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(y_star, counts)``: the unperturbed argmax per row and how many of ``n_passes`` dropout passes disagree.
 
-    The other keywords (dropout, seed, row_offset, chunk_rows, n_threads) are ``map_dropout_chunks``'s."""
+    The other keywords (dropout, seed, row_offset, chunk_rows, n_threads, deadline) are ``map_dropout_chunks``'s."""
     if not 1 <= n_passes <= 255:
         raise ValueError(f"n_passes must be in [1, 255], got {n_passes}")
     n = len(X)
