@@ -27,28 +27,15 @@ import pyarrow.parquet as pq
 
 from raydq.pool.fs import filesystem_for, is_uri, join, write_bytes_atomic
 from raydq.pool.listing import PART_PREFIX, StoreListing, list_store, part_name
-from raydq.pool.store import MANIFEST_NAME, read_manifest
+from raydq.pool.store import MANIFEST_NAME, PARQUET_OPTIONS, read_manifest, store_schema
 
 FAILURES_NAME = "failures.jsonl"
-ROW_GROUP_ROWS = 65_536  # bounds what a shard reading the file holds at once beyond its own slice
 _STAMP = "%Y%m%dT%H%M%S%f"
 
 
 def resolve_output(output: str) -> str:
     """A local output as an absolute path; an object-store URI as given."""
     return str(output) if is_uri(str(output)) else os.path.abspath(output)
-
-
-def store_schema(dim: int, dtype: str) -> pa.Schema:
-    value = pa.float16() if dtype == "float16" else pa.float32()
-    return pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("embedding", pa.list_(value, dim), nullable=False),
-            pa.field("uri", pa.string()),
-            pa.field("label", pa.int64()),
-        ]
-    )
 
 
 def _listing(output: str) -> StoreListing | None:
@@ -164,12 +151,12 @@ class ShardWriter:
         name = self._next_name()
         if isinstance(self.fs, pafs.LocalFileSystem):
             tmp = os.path.join(self.root, f".{name}.tmp")
-            pq.write_table(head, tmp, row_group_size=ROW_GROUP_ROWS)
+            pq.write_table(head, tmp, **PARQUET_OPTIONS)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, os.path.join(self.root, name))
         else:  # one upload, visible only once complete
-            pq.write_table(head, join(self.root, name), filesystem=self.fs, row_group_size=ROW_GROUP_ROWS)
+            pq.write_table(head, join(self.root, name), filesystem=self.fs, **PARQUET_OPTIONS)
         self.rows_written += head.num_rows
 
     def close(self) -> None:

@@ -23,9 +23,7 @@ class PoolConfig(BaseModel):
     use_actors: bool = Field(True, description="one Ray actor per shard; False: every shard in this process")
     num_cpus: float = Field(1.0, ge=0, description="CPUs each shard actor reserves")
     num_gpus: float | None = Field(None, ge=0, description="GPUs each shard actor reserves")
-    memory: int | None = Field(
-        None, ge=0, description="bytes each shard actor reserves (None: estimated from the slice size)"
-    )
+    memory: int | None = Field(None, ge=0, description="bytes of memory each shard actor reserves (None: none)")
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per shard actor")
     placement: Literal["spread", "default"] = Field(
         "spread", description="spread: shard actors on distinct nodes where possible (Ray's SPREAD scheduling)"
@@ -36,8 +34,10 @@ class PoolConfig(BaseModel):
     ready_timeout_s: float = Field(
         60.0, gt=0, description="how long a request waits for a restarting shard before PoolUnavailable"
     )
-    load_timeout_s: float = Field(1800.0, gt=0, description="how long open/refresh wait for new shards to load")
-    poll_interval_s: float = Field(60.0, gt=0, description="how often the service calls refresh() to pick up growth")
+    load_timeout_s: float = Field(600.0, gt=0, description="how long open/refresh wait for new shards to load")
+    poll_interval_s: float = Field(
+        60.0, gt=0, description="how often the service calls refresh() to pick up growth (the pool starts no thread)"
+    )
     storage_options: dict[str, Any] | None = Field(
         None, description="pyarrow S3FileSystem/GcsFileSystem keyword arguments (endpoint_override, region, ...)"
     )

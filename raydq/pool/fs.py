@@ -19,7 +19,8 @@ import pyarrow.fs as pafs
 StorageOptions = Mapping[str, Any]
 
 _URI = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://(?P<rest>.*)$")
-_CLASSES = {"s3": pafs.S3FileSystem, "gs": pafs.GcsFileSystem, "gcs": pafs.GcsFileSystem}
+_GCS = getattr(pafs, "GcsFileSystem", None)  # absent from pyarrow builds without GCS support
+_CLASSES = {"s3": pafs.S3FileSystem, "gs": _GCS, "gcs": _GCS}
 
 
 def is_uri(location: str) -> bool:

@@ -79,7 +79,7 @@ class ShardedPool:
         self._labeled = np.zeros(0, dtype=np.int64)
         self._unavailable = np.zeros(0, dtype=np.int64)
         self.generation = 0  # bumped when a rewritten store renumbers every row
-        self._set: HostShardSet | ActorShardSet = self._build(self._specs(0, listing))
+        self._set: HostShardSet | ActorShardSet = self._build(self._specs(listing, 0, self._shard_rows, dim))
         with self._lock:
             self._resync_all(self._set)
 
@@ -276,7 +276,7 @@ class ShardedPool:
         keep = self._set
         bounds = self._bounds(keep)
         first_new = int(bounds[-2] if bounds[-1] - bounds[-2] < self._shard_rows else bounds[-1])
-        fresh = self._build(self._specs(first_new, new))  # the last shard is reloaded when it is not full
+        fresh = self._build(self._specs(new, first_new, self._shard_rows, self._dim))  # a partial last shard reloads
         with self._lock:
             self._resync_all(fresh)
             self._set = self._merge(keep, fresh, first_new)
@@ -286,12 +286,7 @@ class ShardedPool:
 
     def _reload(self, new: StoreListing, manifest: Manifest | None, dim: int) -> StoreChange:
         shard_rows = self.config.shard_rows(new.n_rows)
-        specs = [
-            slice_spec(new, a, min(a + shard_rows, new.n_rows), dim=dim, dtype=self.config.dtype,
-                       storage_options=self.config.storage_options, n_threads=self.config.shard_threads())
-            for a in range(0, new.n_rows, shard_rows)
-        ]  # fmt: skip
-        fresh = self._build(specs)
+        fresh = self._build(self._specs(new, 0, shard_rows, dim))
         with self._lock:
             old_set = self._set
             self._labeled = np.zeros(0, dtype=np.int64)  # rows were renumbered: the caller sends the status anew
@@ -320,12 +315,13 @@ class ShardedPool:
                              ready_timeout_s=self.config.ready_timeout_s)  # fmt: skip
 
     # -- building shards ---------------------------------------------------------------------------------------------
-    def _specs(self, first: int, listing: StoreListing) -> list[SliceSpec]:
-        R, n = self._shard_rows, listing.n_rows
+    def _specs(self, listing: StoreListing, first: int, shard_rows: int, dim: int) -> list[SliceSpec]:
+        """Slices of ``shard_rows`` rows from global row ``first`` to the end of ``listing`` (the last one shorter)."""
+        n = listing.n_rows
         return [
-            slice_spec(listing, a, min(a + R, n), dim=self._dim, dtype=self.config.dtype,
+            slice_spec(listing, a, min(a + shard_rows, n), dim=dim, dtype=self.config.dtype,
                        storage_options=self.config.storage_options, n_threads=self.config.shard_threads())
-            for a in range(first, n, R)
+            for a in range(first, n, shard_rows)
         ]  # fmt: skip
 
     def _build(self, specs: list[SliceSpec]) -> HostShardSet | ActorShardSet:
@@ -342,6 +338,11 @@ class ShardedPool:
             options["resources"] = dict(cfg.resources)
         if cfg.placement == "spread":
             options["scheduling_strategy"] = "SPREAD"
+        wanted = cfg.num_cpus * len(specs)
+        if wanted > ray.cluster_resources().get("CPU", 0.0):
+            log.warning("%d shard actors x %g CPUs exceed the cluster's %g CPUs: they wait for the autoscaler (up to "
+                        "load_timeout_s=%g s)", len(specs), cfg.num_cpus, ray.cluster_resources().get("CPU", 0.0),
+                        cfg.load_timeout_s)  # fmt: skip
         slots = [ActorSlot(spec, ShardActor.options(**options).remote(spec)) for spec in specs]
         shard_set = ActorShardSet(slots, status_of=self.status_of, status_lock=self._lock,
                                   ready_timeout_s=cfg.ready_timeout_s)  # fmt: skip
@@ -367,8 +368,9 @@ class ShardedPool:
     @staticmethod
     def _stop(shard_set) -> None:
         if isinstance(shard_set, ActorShardSet):
-            for slot in shard_set.slots:
-                ray.kill(slot.handle, no_restart=True)
+            if ray.is_initialized():  # after ray.shutdown the actors are gone already
+                for slot in shard_set.slots:
+                    ray.kill(slot.handle, no_restart=True)
             shard_set.slots = []
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from raydq.pool.fs import StorageOptions, filesystem_for, join, read_bytes, write_bytes_atomic
@@ -30,6 +31,29 @@ from raydq.pool.reader import MISSING_LABEL as MISSING_LABEL
 from raydq.pool.reader import read_rows, store_dim
 
 MANIFEST_NAME = "manifest.json"
+
+#: How the embed writer writes a store's files. Row groups of 65,536 rows bound what a shard reading a file holds
+#: beyond its own slice. The embedding column is neither dictionary-encoded nor compressed: float16 values fit
+#: Parquet's dictionary, which made reading them 6.5x slower (2.73 s vs 0.42 s per 65,536 x 768 row group,
+#: measured), and snappy saves nothing on embeddings while costing another 0.37 s to decode.
+PARQUET_OPTIONS = {
+    "row_group_size": 65_536,
+    "use_dictionary": ["label"],
+    "compression": {"id": "snappy", "embedding": "none", "uri": "snappy", "label": "snappy"},
+}
+
+
+def store_schema(dim: int, dtype: str) -> pa.Schema:
+    """The columns of a store's Parquet files."""
+    value = pa.float16() if dtype == "float16" else pa.float32()
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("embedding", pa.list_(value, dim), nullable=False),
+            pa.field("uri", pa.string()),
+            pa.field("label", pa.int64()),
+        ]
+    )
 
 
 class Manifest(BaseModel):

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from raydq.embed.writer import ShardWriter, count_rows, store_schema
+from raydq.embed.writer import ShardWriter, count_rows
 from raydq.pool.ids import IdIndex
 from raydq.pool.listing import canonical_key, list_store, part_name
 from raydq.pool.reader import read_rows
-from raydq.pool.store import Manifest, load_pool, write_manifest
+from raydq.pool.store import Manifest, load_pool, store_schema, write_manifest
 from tests.pool.stores import rows_of, write_rows
 
 
