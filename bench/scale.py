@@ -217,6 +217,8 @@ def main() -> None:
     parser.add_argument("--object-store-mb", type=int, default=256, help="Ray object store size of each run")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not hasattr(DropQuery, "select"):
+        sys.exit("bench/scale.py runs the strategies' select(shards, ...) API, which this checkout does not have yet")
     sizes = [int(s) for s in args.sizes.split(",")]
     counts = [int(s) for s in args.shards.split(",")]
     if args.worker is not None:
