@@ -33,6 +33,12 @@ from raydq.strategies.shards import LABELED, UNAVAILABLE, ShardSet
 
 log = logging.getLogger(__name__)
 
+#: A shard actor's process is the shard's own, so its allocators are set for one big array and little churn.
+#: Measured on a 1M x 768 float16 shard (PSS): Arrow's default mimalloc kept ~50 MB of Parquet read buffers after
+#: loading (1690 vs 1651 MiB with malloc); glibc's per-thread arenas (the actor's threads take turns running calls)
+#: kept ~80 MB more after two selects (peak 1812 vs 1732 MiB with two arenas).
+ACTOR_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_ARENA_MAX": "2"}
+
 
 class StoreChange(StrEnum):
     """What ``refresh`` found: nothing new, files appended (rows keep their numbers), or a rewritten store (every
@@ -329,7 +335,7 @@ class ShardedPool:
         if not self.config.use_actors:
             return HostShardSet([ShardHost(s) for s in specs])
         cfg = self.config
-        options: dict[str, Any] = {"num_cpus": cfg.num_cpus}
+        options: dict[str, Any] = {"num_cpus": cfg.num_cpus, "runtime_env": {"env_vars": ACTOR_ENV}}
         if cfg.num_gpus:
             options["num_gpus"] = cfg.num_gpus
         if cfg.memory:
