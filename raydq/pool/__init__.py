@@ -11,7 +11,8 @@ The driver API (what a service holds)::
     pool.sync_status(labeled_rows, leased_rows)  # before each query: only changed rows travel, as deltas
     change = pool.refresh()                      # on a poll interval / admin call: StoreChange.UNCHANGED,
                                                  #   APPENDED (new rows after the old) or RELOADED (rewritten:
-                                                 #   map ids to rows again and sync the status anew)
+                                                 #   map ids to rows again and sync the status anew;
+                                                 #   pool.generation counts these renumberings)
     pool.status()                                # pool size, store version, per shard: rows, node, state
     pool.close()
 

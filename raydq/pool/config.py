@@ -29,7 +29,9 @@ class PoolConfig(BaseModel):
         "spread", description="spread: shard actors on distinct nodes where possible (Ray's SPREAD scheduling)"
     )
     threads_per_shard: int | None = Field(
-        None, ge=1, description="row threads of a shard's kernels (default: its CPUs rounded up, at least 1)"
+        None,
+        ge=1,
+        description="row threads of a shard's kernels (default: an actor's CPUs rounded up; in-process: every core)",
     )
     ready_timeout_s: float = Field(
         60.0, gt=0, description="how long a request waits for a restarting shard before PoolUnavailable"

@@ -166,6 +166,7 @@ class ShardedPool:
             "store": self.location,
             "store_version": self.store_version,
             "store_files": len(self._listing.files),
+            "generation": self.generation,
             "shard_rows": self._shard_rows,
             "labeled_rows": len(self._labeled),
             "unavailable_rows": len(self._unavailable),
@@ -323,10 +324,11 @@ class ShardedPool:
     # -- building shards ---------------------------------------------------------------------------------------------
     def _specs(self, listing: StoreListing, first: int, shard_rows: int, dim: int) -> list[SliceSpec]:
         """Slices of ``shard_rows`` rows from global row ``first`` to the end of ``listing`` (the last one shorter)."""
-        n = listing.n_rows
+        n, cfg = listing.n_rows, self.config
+        threads = cfg.shard_threads() if cfg.use_actors else cfg.threads_per_shard  # in-process: every core
         return [
-            slice_spec(listing, a, min(a + shard_rows, n), dim=dim, dtype=self.config.dtype,
-                       storage_options=self.config.storage_options, n_threads=self.config.shard_threads())
+            slice_spec(listing, a, min(a + shard_rows, n), dim=dim, dtype=cfg.dtype,
+                       storage_options=cfg.storage_options, n_threads=threads)
             for a in range(first, n, shard_rows)
         ]  # fmt: skip
 

@@ -90,6 +90,7 @@ def test_dropquery_over_actor_shards_returns_the_single_shard_batch(three_nodes,
         pool.sync_status(LABELED, LEASED)
         got = DropQuery(max_candidates=200).select(pool.shards, batch_size=8, head=head, seed=11)
     np.testing.assert_array_equal(got.rows, want.rows)
+    assert (got.info["threshold"], got.info["candidates"]) == (want.info["threshold"], want.info["candidates"])
 
 
 def test_lookups_answer_while_a_shard_computes(pool3, tmp_path):
