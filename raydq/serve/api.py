@@ -69,6 +69,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 _ALWAYS = (400, 401, 413, 422)
+ItemPath = Annotated[str, Path(min_length=1, max_length=1024, description="a pool item id, URL-encoded")]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -84,12 +85,18 @@ IdempotencyKey = Annotated[
 class Backend(Protocol):
     """What the routes call; a refused request raises ``ServiceError`` (and nothing was changed)."""
 
-    async def select_batch(self, req: SelectBatchRequest, caller: Identity, key: str | None) -> SelectBatchResponse: ...
+    async def select_batch(
+        self, req: SelectBatchRequest, caller: Identity, key: str | None, *, request_id: str | None
+    ) -> SelectBatchResponse: ...
     async def update_labels(
-        self, req: UpdateLabelsRequest, caller: Identity, key: str | None
+        self, req: UpdateLabelsRequest, caller: Identity, key: str | None, *, request_id: str | None
     ) -> UpdateLabelsResponse: ...
-    async def release_batch(self, req: ReleaseBatchRequest, caller: Identity) -> ReleaseBatchResponse: ...
-    async def renew_batch(self, req: RenewBatchRequest, caller: Identity) -> RenewBatchResponse: ...
+    async def release_batch(
+        self, req: ReleaseBatchRequest, caller: Identity, *, request_id: str | None
+    ) -> ReleaseBatchResponse: ...
+    async def renew_batch(
+        self, req: RenewBatchRequest, caller: Identity, *, request_id: str | None
+    ) -> RenewBatchResponse: ...
     async def batches(self, caller: Identity, *, open_only: bool, annotator: str | None) -> BatchList: ...
     async def item(self, item_id: str) -> ItemResponse: ...
     async def item_image(self, item_id: str, size: int | None) -> tuple[bytes, str]: ...
@@ -100,9 +107,13 @@ class Backend(Protocol):
     async def status(self) -> StatusResponse: ...
     async def model(self) -> ModelResponse: ...
     async def ready(self) -> Readiness: ...
-    async def pin_head(self, version: int | None, caller: Identity) -> TrainingStatus: ...
-    async def refresh_pool(self, caller: Identity) -> PoolStatus: ...
+    async def pin_head(self, version: int | None, caller: Identity, *, request_id: str | None) -> TrainingStatus: ...
+    async def refresh_pool(self, caller: Identity, *, request_id: str | None) -> PoolStatus: ...
     async def audit(self, *, caller: str | None, action: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+
+def request_id_of(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
 
 
 def caller_of(request: Request) -> Identity:
@@ -128,6 +139,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8): invalid JSON, like any other
+            return error_response(422, error_body([(["body"], f"invalid JSON body: {exc.detail}", "json_invalid")]))
         where = {400: ["body"], 404: ["path"], 405: ["method"]}.get(exc.status_code, ["request"])
         kind = {400: "body_unreadable", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
         return error_response(exc.status_code, error_body([(where, str(exc.detail), kind)]), exc.headers)
@@ -150,24 +163,28 @@ def _labeling_routes(backend: Backend) -> APIRouter:
         req: SelectBatchRequest, request: Request, idempotency_key: IdempotencyKey = None
     ) -> SelectBatchResponse:
         """Choose ``batch_size`` unlabeled items with the newest head and lease them to the caller."""
-        return await backend.select_batch(req, caller_of(request), idempotency_key or req.request_id)
+        return await backend.select_batch(
+            req, caller_of(request), idempotency_key or req.request_id, request_id=request_id_of(request)
+        )
 
     @router.post("/update_labels", response_model=UpdateLabelsResponse, responses=_errors(*_ALWAYS, 403, 409))
     async def update_labels(
         req: UpdateLabelsRequest, request: Request, idempotency_key: IdempotencyKey = None
     ) -> UpdateLabelsResponse:
         """Store labels and skip answers, all or nothing; the answer comes after the commit."""
-        return await backend.update_labels(req, caller_of(request), idempotency_key or req.request_id)
+        return await backend.update_labels(
+            req, caller_of(request), idempotency_key or req.request_id, request_id=request_id_of(request)
+        )
 
     @router.post("/release_batch", response_model=ReleaseBatchResponse, responses=_errors(*_ALWAYS, 403, 404))
     async def release_batch(req: ReleaseBatchRequest, request: Request) -> ReleaseBatchResponse:
         """End a batch's leases early (your own batch; an admin may release any)."""
-        return await backend.release_batch(req, caller_of(request))
+        return await backend.release_batch(req, caller_of(request), request_id=request_id_of(request))
 
     @router.post("/renew_batch", response_model=RenewBatchResponse, responses=_errors(*_ALWAYS, 403, 404))
     async def renew_batch(req: RenewBatchRequest, request: Request) -> RenewBatchResponse:
         """Extend the lease of a batch's still-open items (your own batch; an admin may renew any)."""
-        return await backend.renew_batch(req, caller_of(request))
+        return await backend.renew_batch(req, caller_of(request), request_id=request_id_of(request))
 
     @router.get("/batches", response_model=BatchList, responses=_errors(*_ALWAYS, 403))
     async def batches(
@@ -186,7 +203,6 @@ def _labeling_routes(backend: Backend) -> APIRouter:
 
 def _item_routes(backend: Backend) -> APIRouter:
     router = APIRouter(tags=["items"])
-    ItemPath = Annotated[str, Path(min_length=1, max_length=1024)]
 
     @router.get(
         "/items/{item_id:path}/image", responses={**_errors(*_ALWAYS, 404, 502), 200: {"content": {"image/*": {}}}}
@@ -282,14 +298,14 @@ def _admin_routes(backend: Backend) -> APIRouter:
         """Serve a stored head version (roll back), or ``{"version": null}`` to follow training again."""
         caller = caller_of(request)
         require_admin(caller)
-        return await backend.pin_head(req.version, caller)
+        return await backend.pin_head(req.version, caller, request_id=request_id_of(request))
 
     @router.post("/pool/refresh", response_model=PoolStatus, responses=_errors(401, 403, 503))
     async def refresh_pool(request: Request) -> PoolStatus:
         """Look for embeddings appended to the store now (the service also polls)."""
         caller = caller_of(request)
         require_admin(caller)
-        return await backend.refresh_pool(caller)
+        return await backend.refresh_pool(caller, request_id=request_id_of(request))
 
     @router.get("/audit", responses=_errors(*_ALWAYS, 403))
     async def audit(
@@ -303,6 +319,37 @@ def _admin_routes(backend: Backend) -> APIRouter:
         return await backend.audit(caller=who, action=action, limit=limit)
 
     return router
+
+
+def _publish_strategy_options(app: FastAPI) -> None:
+    """Put every strategy's ``Options`` model (types and bounds) into the OpenAPI schema, as the schema of
+    ``select_batch``'s ``options``: what a request may set is published where clients and validators look."""
+    from fastapi.openapi.utils import get_openapi
+
+    from raydq.strategies import STRATEGIES
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            refs = []
+            for name, cls in sorted(STRATEGIES.items()):
+                model = cls.Options.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model.pop("$defs", {}))
+                title = f"{cls.__name__}Options"
+                model["title"] = title
+                model["description"] = f"options of strategy {name!r}"
+                components[title] = model
+                refs.append({"$ref": f"#/components/schemas/{title}"})
+            options = components["SelectBatchRequest"]["properties"]["options"]
+            options.pop("additionalProperties", None)
+            options.pop("propertyNames", None)
+            options.pop("type", None)
+            options["anyOf"] = refs
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(
@@ -331,6 +378,7 @@ def create_app(
         *extra_routers,
     ):
         app.include_router(router)
+    _publish_strategy_options(app)
     app.add_middleware(
         GuardMiddleware, authenticator=authenticator, max_body_bytes=max_body_bytes, metrics=metrics or ServiceMetrics()
     )

@@ -130,8 +130,8 @@ class HeadTrainer:
     async def status(self):
         return self.service.status()
 
-    async def pin(self, version: int | None, caller):
-        return await _as_value(self.service.pin(version, caller))
+    async def pin(self, version: int | None, caller, request_id: str | None):
+        return await _as_value(self.service.pin(version, caller, request_id))
 
     async def wait_idle(self, timeout: float = 60.0) -> int:
         return await self.service.wait_idle(timeout)

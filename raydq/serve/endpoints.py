@@ -79,7 +79,7 @@ class TrainerPort(Protocol):
     async def notify(self, revision: int) -> int: ...
     async def head(self) -> HeadSnapshot: ...
     async def status(self) -> TrainingStatus: ...
-    async def pin(self, version: int | None, caller: Identity) -> TrainingStatus: ...
+    async def pin(self, version: int | None, caller: Identity, request_id: str | None) -> TrainingStatus: ...
 
 
 def _lease_notes(report: Any) -> list[LeaseNote]:
@@ -129,14 +129,16 @@ class Endpoints:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     # -- labeling ----------------------------------------------------------------------------------------------------
-    async def select_batch(self, req: SelectBatchRequest, caller: Identity, key: str | None) -> SelectBatchResponse:
+    async def select_batch(
+        self, req: SelectBatchRequest, caller: Identity, key: str | None, *, request_id: str | None = None
+    ) -> SelectBatchResponse:
         body = req.model_dump(mode="json", exclude={"request_id"})
         if key is not None:  # a cheap look first; the selector checks again inside the lease's transaction
             recalled = await self._recall(caller, key, "select_batch", body)
             if recalled is not None:
                 return SelectBatchResponse.model_validate(recalled)
         head = await self.trainer.head()
-        return await self.selector.select_batch(req, head, caller=caller, idempotency_key=key, request_id=None)
+        return await self.selector.select_batch(req, head, caller=caller, idempotency_key=key, request_id=request_id)
 
     async def _recall(self, caller: Identity, key: str, endpoint: str, body: Any) -> Any | None:
         try:
@@ -146,14 +148,16 @@ class Endpoints:
                 409, ["header", "Idempotency-Key"], f"this key was used for a different {endpoint} request", "conflict"
             ) from None
 
-    async def update_labels(self, req: UpdateLabelsRequest, caller: Identity, key: str | None) -> UpdateLabelsResponse:
+    async def update_labels(
+        self, req: UpdateLabelsRequest, caller: Identity, key: str | None, *, request_id: str | None = None
+    ) -> UpdateLabelsResponse:
         body = req.model_dump(mode="json", exclude={"request_id"})
         if key is not None:
             recalled = await self._recall(caller, key, "update_labels", body)
             if recalled is not None:
                 return UpdateLabelsResponse.model_validate({**recalled, "model_version": self._last_version})
         answers = await self._validate_labels(req, caller)
-        counts, replayed = await self._db(self._write_answers, answers, caller, req.batch_id, key, body)
+        counts, replayed = await self._db(self._write_answers, answers, caller, req.batch_id, key, body, request_id)
         if replayed is not None:  # a concurrent retry with the same key committed first
             return UpdateLabelsResponse.model_validate({**replayed, "model_version": self._last_version})
         trainer = "notified"
@@ -179,7 +183,13 @@ class Endpoints:
         )
 
     def _write_answers(
-        self, answers: list[LabelIn], caller: Identity, batch_id: str | None, key: str | None, body: Any
+        self,
+        answers: list[LabelIn],
+        caller: Identity,
+        batch_id: str | None,
+        key: str | None,
+        body: Any,
+        request_id: str | None,
     ) -> tuple[Any, dict[str, Any] | None]:
         """Store the answers and, with a key, the response, in one transaction (a retry finds one or neither)."""
         try:
@@ -188,7 +198,7 @@ class Endpoints:
                     stored = tx.recall(caller=caller, key=key, endpoint="update_labels", request=body)
                     if stored is not None:
                         return None, stored
-                counts = tx.apply_labels(answers, caller=caller, batch_id=batch_id)
+                counts = tx.apply_labels(answers, caller=caller, batch_id=batch_id, request_id=request_id)
                 if key is not None:
                     response = self._update_response(counts, "notified").model_dump(mode="json")
                     tx.remember(caller=caller, key=key, endpoint="update_labels", request=body, response=response)
@@ -235,21 +245,27 @@ class Endpoints:
             LabelIn(id=x.id, label=x.label, skip=x.skip, reason=x.reason, annotator=x.annotator) for x in req.labels
         ]
 
-    async def release_batch(self, req: ReleaseBatchRequest, caller: Identity) -> ReleaseBatchResponse:
+    async def release_batch(
+        self, req: ReleaseBatchRequest, caller: Identity, *, request_id: str | None = None
+    ) -> ReleaseBatchResponse:
         try:
-            released = await self._db(self.store.release_batch, req.batch_id, caller=caller)
+            released = await self._db(self.store.release_batch, req.batch_id, caller=caller, request_id=request_id)
         except (NotFound, Forbidden) as e:
             raise _batch_error(e, req.batch_id) from None
         return ReleaseBatchResponse(batch_id=req.batch_id, released=released)
 
-    async def renew_batch(self, req: RenewBatchRequest, caller: Identity) -> RenewBatchResponse:
+    async def renew_batch(
+        self, req: RenewBatchRequest, caller: Identity, *, request_id: str | None = None
+    ) -> RenewBatchResponse:
         seconds = float(req.lease_seconds if req.lease_seconds is not None else self.args.lease_seconds)
         if seconds > self.args.max_lease_seconds:
             raise ServiceError(
                 422, ["body", "lease_seconds"], f"lease_seconds exceeds max_lease_seconds {self.args.max_lease_seconds}"
             )
         try:
-            batch = await self._db(self.store.renew_batch, req.batch_id, caller=caller, seconds=seconds)
+            batch = await self._db(
+                self.store.renew_batch, req.batch_id, caller=caller, seconds=seconds, request_id=request_id
+            )
         except (NotFound, Forbidden, BatchClosed) as e:
             raise _batch_error(e, req.batch_id) from None
         return RenewBatchResponse(
@@ -387,13 +403,13 @@ class Endpoints:
         return Readiness(status="ready" if all(v == "ok" for v in checks.values()) else "unavailable", checks=checks)
 
     # -- admin -------------------------------------------------------------------------------------------------------
-    async def pin_head(self, version: int | None, caller: Identity) -> TrainingStatus:
-        return await self.trainer.pin(version, caller)
+    async def pin_head(self, version: int | None, caller: Identity, *, request_id: str | None = None) -> TrainingStatus:
+        return await self.trainer.pin(version, caller, request_id)
 
-    async def refresh_pool(self, caller: Identity) -> PoolStatus:
+    async def refresh_pool(self, caller: Identity, *, request_id: str | None = None) -> PoolStatus:
         status = await self.selector.refresh_pool()
         detail = {"rows": status["rows"], "store_version": status["store_version"]}
-        await self._db(self.store.audit, caller=caller, action="refresh_pool", detail=detail)
+        await self._db(self.store.audit, caller=caller, action="refresh_pool", request_id=request_id, detail=detail)
         return PoolStatus.model_validate(status)
 
     async def audit(self, *, caller: str | None, action: str | None, limit: int) -> list[dict[str, Any]]:

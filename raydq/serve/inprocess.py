@@ -31,8 +31,8 @@ class LocalTrainer:
     async def status(self) -> TrainingStatus:
         return self.service.status()
 
-    async def pin(self, version: int | None, caller: Identity) -> TrainingStatus:
-        return await self.service.pin(version, caller)
+    async def pin(self, version: int | None, caller: Identity, request_id: str | None) -> TrainingStatus:
+        return await self.service.pin(version, caller, request_id)
 
 
 def create_inprocess_app(args: ServeArgs, *, host: str = "127.0.0.1"):

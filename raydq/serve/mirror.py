@@ -45,6 +45,17 @@ class PoolState:
             pool.sync_status(self.labeled_rows(), self.unavailable_rows())
             return self.revision
 
+    def reset(self, pool: Any) -> None:
+        """The pool's rows were renumbered (the store was rewritten): forget every row; the next refresh reads every
+        answer again."""
+        with self._lock:
+            self.revision = 0
+            self.labeled.clear()
+            self.foreign.clear()
+            self.skipped.clear()
+            self.leased.clear()
+            self.unresolved.clear()
+
     def regrow(self, pool: Any) -> None:
         """The pool grew: ids that were unknown may be known now."""
         with self._lock:

@@ -218,10 +218,12 @@ class TrainingStatus(BaseModel):
 class PoolStatus(BaseModel):
     rows: int
     dim: int
+    dtype: str = Field(description="how the shards hold the embeddings (float16 halves the memory)")
     shards: int
-    store_version: str
+    store_version: str = Field(description="changes when embeddings are added to the store")
+    generation: int = Field(description="how many times the store was rewritten (rows renumbered) while serving")
     location: str
-    state: str = Field(description="ready | loading | degraded")
+    state: str = Field(description="ready | degraded (a shard is restarting)")
     detail: list[dict[str, Any]] = Field(default_factory=list, description="per shard: rows, node, state")
 
 

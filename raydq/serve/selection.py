@@ -27,6 +27,7 @@ import numpy as np
 from raydq.deadline import CancellableDeadline, DeadlineExceeded
 from raydq.labels import IdempotencyConflict, Identity, LabelStore, LeaseConflict
 from raydq.labels.models import utcnow
+from raydq.pool import StoreChange
 from raydq.serve.config import ServeArgs
 from raydq.serve.errors import ServiceError, unavailable
 from raydq.serve.mirror import PoolState
@@ -144,7 +145,7 @@ class SelectionService:
         return self._kmeans_backend
 
     async def pool_status(self) -> dict[str, Any]:
-        return await asyncio.get_running_loop().run_in_executor(self._lookup_threads, self.pool.status)
+        return await asyncio.get_running_loop().run_in_executor(self._lookup_threads, self.pool_status_sync)
 
     async def refresh_pool(self) -> dict[str, Any]:
         return await asyncio.get_running_loop().run_in_executor(self._lookup_threads, self.refresh_pool_sync)
@@ -180,11 +181,33 @@ class SelectionService:
             "embedding_model": manifest.model if manifest else None,
         }
 
+    def pool_status_sync(self) -> dict[str, Any]:
+        """The pool as ``/status`` shows it: size, store version, shards and whether each answers."""
+        s = self.pool.status()
+        shards = s["shards"]
+        return {
+            "rows": s["pool_size"],
+            "dim": s["dim"],
+            "dtype": s["dtype"],
+            "shards": len(shards),
+            "store_version": s["store_version"],
+            "generation": s["generation"],
+            "location": s["store"],
+            "state": "ready" if all(x.get("state") == "ready" for x in shards) else "degraded",
+            "detail": shards,
+        }
+
     def refresh_pool_sync(self) -> dict[str, Any]:
-        if self.pool.refresh():
+        """Pick up embeddings appended to the store (new rows become selectable and labelable at once)."""
+        change = self.pool.refresh()
+        if change == StoreChange.APPENDED:
             self.state.regrow(self.pool)
-            log.info("pool grew to %d rows (store version %s)", self.pool.n_rows, self.pool.store_version)
-        return self.pool.status()
+        elif change == StoreChange.RELOADED:  # rows were renumbered: map every answer and lease again
+            self.state.reset(self.pool)
+        if change != StoreChange.UNCHANGED:
+            self.state.refresh(self.store, self.pool)
+            log.info("pool %s: %d rows (store version %s)", change, self.pool.n_rows, self.pool.store_version)
+        return self.pool_status_sync()
 
     def _lease(
         self,

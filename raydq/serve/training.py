@@ -49,8 +49,8 @@ class HeadStore(Protocol):
     def latest_good_head(self) -> HeadPublic | None: ...
     def get_head(self, version: int) -> HeadPublic | None: ...
     def pinned_head_version(self) -> int | None: ...
-    def pin_head(self, version: int, *, caller: Identity) -> None: ...
-    def unpin_head(self, *, caller: Identity) -> int | None: ...
+    def pin_head(self, version: int, *, caller: Identity, request_id: str | None) -> None: ...
+    def unpin_head(self, *, caller: Identity, request_id: str | None) -> int | None: ...
 
 
 def snapshot_of(head: HeadPublic | None) -> HeadSnapshot:
@@ -158,10 +158,10 @@ class TrainingService:
             next_retry_s=self._retry_in,
         )
 
-    async def pin(self, version: int | None, caller: Identity) -> TrainingStatus:
+    async def pin(self, version: int | None, caller: Identity, request_id: str | None = None) -> TrainingStatus:
         """Serve stored ``version`` from now on (None: serve the newest good head again)."""
         if version is None:
-            await asyncio.to_thread(self.store.unpin_head, caller=caller)
+            await asyncio.to_thread(self.store.unpin_head, caller=caller, request_id=request_id)
             self._pinned = None
             return self.status()
         head = await asyncio.to_thread(self.store.get_head, version)
@@ -169,7 +169,7 @@ class TrainingService:
             raise ServiceError(404, ["body", "version"], f"no stored head with version {version}")
         if not head.sane:
             raise ServiceError(422, ["body", "version"], f"head {version} failed its checks ({head.reason})")
-        await asyncio.to_thread(self.store.pin_head, version, caller=caller)
+        await asyncio.to_thread(self.store.pin_head, version, caller=caller, request_id=request_id)
         self._pinned = snapshot_of(head)
         return self.status()
 

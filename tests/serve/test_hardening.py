@@ -152,8 +152,10 @@ def test_operator_settings_cannot_be_overridden_unless_allowed(make_args, tmp_pa
         r = c.post("/select_batch", json={"batch_size": 2, "strategy": "centroid", "options": {"n_init": 2}})
         _assert_refused(r, 422, "n_init")
         assert c.post("/select_batch", json={"batch_size": 2, "strategy": "centroid"}).status_code == 200
-    allowed = args.model_copy(
-        update={"option_policy": {"centroid": {"allow_override": ["kmeans_niter"], "bounds": {"kmeans_niter": {"le": 20}}}}}
+    allowed = make_args(
+        f"sqlite:///{tmp_path / 'l2.db'}",
+        strategy_params={"centroid": {"kmeans_niter": 10}},
+        option_policy={"centroid": {"allow_override": ["kmeans_niter"], "bounds": {"kmeans_niter": {"le": 20}}}},
     )
     with TestClient(create_inprocess_app(allowed)) as c:
         ok = c.post("/select_batch", json={"batch_size": 2, "strategy": "centroid", "options": {"kmeans_niter": 15}})
@@ -181,7 +183,7 @@ def test_anonymous_service_refuses_a_public_bind(make_args, tmp_path):
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}")
     with pytest.raises(RuntimeError, match="without authentication"):
         make(args, host="0.0.0.0")
-    make(args.model_copy(update={"allow_anonymous": True}), host="0.0.0.0")  # the operator said so
+    make(make_args(f"sqlite:///{tmp_path / 'l.db'}", allow_anonymous=True), host="0.0.0.0")  # the operator said so
     make(args, host="127.0.0.1")
 
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from raydq.labels import CLI, LabelStore
+from raydq.labels import LabelStore
+from raydq.labels.identity import CLI
 from raydq.pool.store import load_pool
 from raydq.serve.inprocess import create_inprocess_app
-from tests.serve.helpers import CLASSES, N_ITEMS, wait_for
+from tests.serve.helpers import CLASSES, N_ITEMS, service_args, wait_for
 
 
 @pytest.fixture
@@ -120,7 +121,8 @@ def test_export_pages_hold_every_label_once_while_labels_are_written(make_args, 
     args = make_args(db_url, max_batch_size=N_ITEMS, max_labels_per_request=10)
     ids = [str(i) for i in pool.ids]
     with TestClient(create_inprocess_app(args)) as c:
-        c.post("/update_labels", json={"labels": truth(pool, ids[:50])})
+        for s in range(0, 50, 10):
+            assert c.post("/update_labels", json={"labels": truth(pool, ids[s : s + 10])}).status_code == 200
         stop = threading.Event()
 
         def writer() -> None:
@@ -168,14 +170,14 @@ def test_idempotent_retries_return_the_first_answer_and_lease_nothing_new(make_a
         assert c.get("/status").json()["revision"] == a["revision"]
 
 
-def test_item_endpoint_and_images_for_three_kinds_of_source(tmp_path, make_args):
+def test_item_endpoint_and_images_for_three_kinds_of_source(ray_cluster, tmp_path, strategies):
     """Images come back decodable from an image folder, a Parquet table of image bytes and Fashion-MNIST."""
     from PIL import Image
 
     from tests.serve.image_sources import stores_of_three_kinds
 
     for kind, store_dir, expect in stores_of_three_kinds(tmp_path):
-        args = make_args(f"sqlite:///{tmp_path / f'{kind}.db'}", embeddings=str(store_dir), classes=None)
+        args = service_args(store_dir, f"sqlite:///{tmp_path / f'{kind}.db'}", strategies)
         with TestClient(create_inprocess_app(args)) as c:
             pool = load_pool(store_dir)
             item_id = str(pool.ids[0])
