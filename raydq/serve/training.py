@@ -45,6 +45,7 @@ class HeadStore(Protocol):
         payload: dict[str, Any],
         sane: bool,
         reason: str | None,
+        now: datetime | None,
     ) -> int: ...
     def latest_good_head(self) -> HeadPublic | None: ...
     def get_head(self, version: int) -> HeadPublic | None: ...
@@ -221,8 +222,10 @@ class TrainingService:
         head = await asyncio.to_thread(fit_head, data, head_params=p.head_params, seed=p.seed, salt=data.revision)
         reason = await asyncio.to_thread(check_head, head, data, min_train_accuracy=p.min_train_accuracy)
         payload = head.to_dict()
+        trained_at = utcnow()
         version = await asyncio.to_thread(
             self.store.save_head,
+            now=trained_at,
             revision=data.revision,
             n_labels=len(data),
             classes=list(data.classes),
@@ -242,7 +245,7 @@ class TrainingService:
             revision=data.revision,
             n_labels=len(data),
             classes=tuple(data.classes),
-            trained_at=utcnow(),
+            trained_at=trained_at,
             payload=payload,
         )
         log.info("trained head v%d on %d labels (revision %d)", version, len(data), data.revision)

@@ -7,6 +7,7 @@ training failures, lease expiry, restarts.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from raydq.labels import LabelStore
 from raydq.pool.store import load_pool
 from raydq.serve.inprocess import create_inprocess_app
 from tests.serve.cases import check_malformed_requests, state_of
-from tests.serve.helpers import CLASSES, N_ITEMS, wait_for
+from tests.serve.helpers import CLASSES, N_ITEMS, open_selection, select_now, wait_for
 
 
 @pytest.fixture
@@ -106,30 +107,34 @@ def test_leases_release_and_expiry(make_args, tmp_path):
         assert len(everything["items"]) == N_ITEMS  # released and expired items are selectable again
 
 
-def test_failed_training_keeps_last_good_head(make_args, tmp_path, pool):
+def test_failed_training_keeps_last_good_head_and_retries_with_backoff(make_args, tmp_path, pool):
+    """A fit that fails keeps the last good head in service, says why, and is retried with backoff without
+    waiting for another label; once training works again the retry serves a new head."""
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}")
     ids = [str(i) for i in pool.ids]
     app = create_inprocess_app(args)
+    trainer = app.state.parts.trainer
     with TestClient(app) as c:
         c.post("/update_labels", json={"labels": true_labels(pool, ids[:10])})
-        wait_version(c, 1)
-        good = c.get("/model").json()
-        app.state.backend.trainer.head_params = {"lr": -1.0}  # every further training fails
+        good = wait_version(c, 1)["model_version"]
+        model = c.get("/model").json()
+        working = trainer.policy
+        trainer.policy = replace(working, head_params={"lr": -1.0}, retry_min_s=0.05, retry_max_s=0.2)
         c.post("/update_labels", json={"labels": true_labels(pool, ids[10:20])})
         status = wait_for(
-            lambda: (
-                (s := c.get("/status").json())["training"]["failures"] >= 1 and s["training"]["state"] == "idle" and s
-            ),
-            what="a failed training",
+            lambda: (s := c.get("/status").json())["training"]["failures"] >= 3 and s, what="failed trainings"
         )
-        assert status["model_version"] == 1 and "lr" in status["training"]["last_error"]
-        assert c.get("/model").json() == good
+        assert status["model_version"] == good and "lr" in status["training"]["last_error"]
+        assert status["training"]["state"] in ("backoff", "training", "scheduled")  # still retrying on its own
+        assert c.get("/model").json() == model
         sel = c.post("/select_batch", json={"batch_size": 4}).json()
-        assert sel["model_version"] == 1 and sel["strategy"] == args.default_strategy
-        app.state.backend.trainer.head_params = {"max_epochs": 60}  # training recovers with the next change
-        c.post("/update_labels", json={"labels": true_labels(pool, ids[20:22])})
-        status = wait_version(c, 2)
-        assert status["training"]["last_error"] is None and status["training"]["n_labels"] == 22
+        assert sel["model_version"] == good and sel["strategy"] == args.default_strategy
+        trainer.policy = replace(working, retry_min_s=0.05, retry_max_s=0.2)  # no new label: the retry recovers
+        status = wait_for(
+            lambda: (s := c.get("/status").json())["training"]["state"] == "idle" and s["model_version"] > good and s,
+            what="a retried training",
+        )
+        assert status["training"]["last_error"] is None and status["training"]["n_labels"] == 20
 
 
 def test_restart_rebuilds_state_from_the_stores(make_args, db_url, pool):
@@ -180,23 +185,22 @@ def test_label_mirror_follows_relabels_and_foreign_classes(make_args, tmp_path, 
     class that is not configured (an old class list) keeps the item out of selection and training."""
     from raydq.labels import ANONYMOUS, LabelIn
     from raydq.serve.schemas import SelectBatchRequest
-    from raydq.serve.selection import SelectionService
 
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}", max_batch_size=N_ITEMS)
-    core = SelectionService(args)
+    core = open_selection(args)
     ids = [str(i) for i in pool.ids]
     core.store.apply_labels(
         [LabelIn(id=ids[0], label=CLASSES[0]), LabelIn(id=ids[1], label=CLASSES[1])], caller=ANONYMOUS
     )
-    assert core.training_set().y.tolist() == [0, 1]
+    assert core.training_set_sync().y.tolist() == [0, 1]
     core.store.apply_labels(
         [LabelIn(id=ids[1], label=CLASSES[2]), LabelIn(id=ids[2], label="retired-class")], caller=ANONYMOUS
     )
-    data = core.training_set()
+    data = core.training_set_sync()
     assert data.y.tolist() == [0, 2] and data.revision == core.store.revision()
-    counts = core.counts()
+    counts = core.counts_sync()
     assert counts["labeled"] == 3 and counts["unlabeled_available"] == N_ITEMS - 3
-    chosen = core.select_batch(SelectBatchRequest(batch_size=N_ITEMS - 3, strategy="random"))
+    chosen = select_now(core, SelectBatchRequest(batch_size=N_ITEMS - 3, strategy="random"))
     assert not {x.id for x in chosen.items} & set(ids[:3])
     core.store.close()
 
@@ -207,17 +211,16 @@ def test_two_selector_replicas_never_lease_the_same_item(make_args, db_url):
     import threading
 
     from raydq.serve.schemas import SelectBatchRequest
-    from raydq.serve.selection import SelectionService
 
     args = make_args(db_url, max_batch_size=N_ITEMS)
-    cores = [SelectionService(args), SelectionService(args)]
+    cores = [open_selection(args), open_selection(args)]
     got: list[list[str]] = []
     barrier = threading.Barrier(len(cores))
 
     def run(core) -> None:
         for _ in range(3):
             barrier.wait()
-            batch = core.select_batch(SelectBatchRequest(batch_size=20, strategy="random"))
+            batch = select_now(core, SelectBatchRequest(batch_size=20, strategy="random"))
             got.append([x.id for x in batch.items])
 
     threads = [threading.Thread(target=run, args=(c,)) for c in cores]
