@@ -23,7 +23,9 @@ import sys
 from typing import Any
 
 from ray import serve
+from ray.exceptions import RayError, RayTaskError
 from ray.serve import Application
+from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from raydq.deadline import DeadlineExceeded
@@ -58,11 +60,13 @@ class RemotePort:
         async def call(*args: Any, **kwargs: Any) -> Any:
             try:
                 result = await method.remote(*args, **kwargs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
+            except RayTaskError as e:  # the deployment's own code raised: a bug there, not an outage
+                raise e.as_instanceof_cause() from None
+            except (RayError, RayServeException) as e:  # dead, restarting, overloaded: come back later
                 log.warning("%s.%s failed: %s: %s", self._what, name, type(e).__name__, e)
-                raise unavailable(f"the {self._what} is not reachable now ({type(e).__name__})", retry_after_s=5)
+                raise unavailable(
+                    f"the {self._what} is not reachable now ({type(e).__name__})", retry_after_s=5
+                ) from None
             if isinstance(result, _PASSED_THROUGH):
                 raise result
             return result
@@ -84,8 +88,8 @@ class Selector:
         self.service = await asyncio.to_thread(SelectionService, parsed, store=store, pool=pool)
         self._maintenance = asyncio.get_running_loop().create_task(maintain(self.service, parsed))
 
-    async def select_batch(self, req, head, *, caller: str, idempotency_key: str | None):
-        return await _as_value(self.service.select_batch(req, head, caller=caller, idempotency_key=idempotency_key))
+    async def select_batch(self, req, head, **kwargs):
+        return await _as_value(self.service.select_batch(req, head, **kwargs))
 
     async def resolve(self, ids: list[str]):
         return await _as_value(self.service.resolve(ids))
