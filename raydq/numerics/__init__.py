@@ -1,0 +1,1 @@
+"""Numeric kernels shared by the strategies and the pool shards."""
