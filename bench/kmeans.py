@@ -121,7 +121,7 @@ def sweep_configs(niter: int) -> list[tuple[str, str, dict]]:
     out += [(f"numpy tol={tol:g}", "numpy", {"niter": niter, "tol": tol}) for tol in (1e-3, 3e-4, 1e-4, 3e-5)]
     out += [(f"numpy {p} points/centroid", "numpy", {"niter": niter, "max_points_per_centroid": p}) for p in (64, 128)]
     out += [
-        (f"numpy seeding {r} rows/centroid", "numpy", {"niter": niter, "seed_rows_per_centroid": r}) for r in (4, 8)
+        (f"numpy seeding {r} rows/centroid", "numpy", {"niter": niter, "seed_rows_per_centroid": r}) for r in (4, 32)
     ]
     out += [(f"numpy niter={n}", "numpy", {"niter": n, "tol": 0.0}) for n in (5, 10, 15)]
     return out
