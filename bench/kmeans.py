@@ -5,8 +5,8 @@ against the floor measured in the same process: the number of assignment passes 
 assignment product ``x @ c.T`` of the same shape (Lloyd cannot cost less). Each backend's objective, measured on all
 points, is printed relative to the best of the case. ``--sweep`` also varies our backend's stopping tolerance,
 training sample and seeding sample, to show what each buys or costs in objective. Fixed seeds and data: every run
-does the same work. Timings are the best of ``--repeats``; the load average is printed beside them (a shared
-machine's ratios are not to be trusted).
+does the same work. Timings are the best of ``--repeats``, alternated with the floor's products; the load average
+is printed beside them (a shared machine's ratios are not to be trusted).
 
 Cases: the DropQuery candidate clustering for B = 100 (25,600 x 768 -> 100) and for B = 1000 (256,000 x 512 ->
 1000; 64,000 rows on the CPU unless ``--full``, since 25 passes of the full size take minutes on 2 cores).
@@ -57,22 +57,23 @@ def load_store(directory: str) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def train_and_floor(km, x: np.ndarray, repeats: int) -> tuple[float, float]:
+    """Best training time and best time of one assignment product of the same shape (the training rows against
+    ``k`` centroids), alternated so that both see the same machine."""
+    n_train = min(len(x), (km.max_points_per_centroid or len(x)) * km.k)
+    rows, c = x[:n_train], x[np.random.default_rng(1).choice(len(x), km.k, replace=False)]
+    rows @ c.T  # warm the BLAS threads
+    train_s, gemm_s = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
-
-
-def gemm_time(n: int, d: int, k: int, repeats: int) -> float:
-    """One assignment product of the shape: (n x d) @ (d x k), float32."""
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((n, d), dtype=np.float32)
-    c = rng.standard_normal((k, d), dtype=np.float32)
-    x @ c.T  # warm the BLAS threads
-    return best_time(lambda: x @ c.T, repeats)[0]
+        train_s.append(timed(lambda: km.train(x)))
+        gemm_s.extend(timed(lambda: rows @ c.T) for _ in range(2))
+    return min(train_s), min(gemm_s)
 
 
 def make_estimator(backend: str, case: Case, **params):
@@ -82,16 +83,13 @@ def make_estimator(backend: str, case: Case, **params):
 
 
 def run_case(case: Case, x: np.ndarray, configs: list[tuple[str, str, dict]], repeats: int) -> None:
-
     rows = []
     for label, backend, params in configs:
         seed_rows = params.pop("seed_rows_per_centroid", None)
         km = make_estimator(backend, case, **params)
         if seed_rows is not None:
             km.SEED_ROWS_PER_CENTROID = seed_rows
-        seconds, _ = best_time(lambda km=km: km.train(x), repeats)
-        n_train = min(case.n, (km.max_points_per_centroid or case.n) * case.k)
-        gemm = gemm_time(n_train, case.d, case.k, max(3, repeats))
+        seconds, gemm = train_and_floor(km, x, repeats)
         objective = float(km.assign(x)[0].sum(dtype=np.float64))
         rows.append((label, seconds, km.iterations, gemm, objective))
     best = min(r[4] for r in rows)

@@ -9,6 +9,8 @@ cupy kernels) lives in ``raydq.cluster.cuda``; ``raydq.cluster.choose`` picks on
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from raydq.cluster.lloyd import ArrayModule, kmeans_plusplus, lloyd, nearest_centroid
@@ -42,6 +44,9 @@ class KmeansBase:
     """
 
     name = "base"
+    #: True: numeric work runs on the backend's own row threads (``cpu_budget()`` of them) over single-threaded
+    #: BLAS; False: BLAS (or the library) brings the threads.
+    row_threads = False
     SEEDING_BUDGET = 2e8  # multiply-adds k-means++ seeding may spend
     #: Seeding reads its whole sample once per centroid (matrix-vector products, memory-bound), so its cost grows
     #: as k²: with 32 rows per centroid, 64,000 x 512 -> 1000 spent longer seeding than in 5 Lloyd passes. 8 rows
@@ -90,7 +95,7 @@ class KmeansBase:
         n_seed = max(self.SEED_ROWS_PER_CENTROID * self.k, int(self.SEEDING_BUDGET / (self.k * self.d)))
         xp = self._xp()
         best = None
-        with blas_threads(cpu_budget()):
+        with self._thread_limits():
             sample = xp.asarray(sample)
             if not bool(xp.isfinite(sample.sum())):
                 raise ValueError("x contains NaN or infinite values (or values so large that distances overflow)")
@@ -98,7 +103,8 @@ class KmeansBase:
                 seed_rows = sample
                 if len(sample) > n_seed:
                     seed_rows = sample[xp.asarray(np.sort(rng.choice(len(sample), n_seed, replace=False)))]
-                with single_thread_blas():  # k matrix-vector products in a row: BLAS threads only add barriers
+                # k matrix-vector products in a row: BLAS threads would only add barriers
+                with contextlib.nullcontext() if self.row_threads else single_thread_blas():
                     init = kmeans_plusplus(seed_rows, self.k, rng, xp=xp, deadline=deadline)
                 run = self._fit(sample, init, deadline)
                 if best is None or run[1][-1] < best[1][-1]:
@@ -115,8 +121,10 @@ class KmeansBase:
             raise ValueError("call train(x) before assign(x)")
         x = self._check_input(x)
         xp = self._xp()
-        with blas_threads(cpu_budget()):
-            dist, idx = nearest_centroid(x, xp.asarray(self.centroids), xp=xp)
+        with self._thread_limits():
+            dist, idx = nearest_centroid(
+                x, xp.asarray(self.centroids), xp=xp, n_threads=cpu_budget() if self.row_threads else 1
+            )
         return self._to_host(dist), self._to_host(idx)
 
     # -- what a backend provides ----------------------------------------------------------------------------------
@@ -126,6 +134,10 @@ class KmeansBase:
     def _xp(self) -> ArrayModule:
         """The array module the training rows live on."""
         return np
+
+    def _thread_limits(self) -> contextlib.AbstractContextManager:
+        """BLAS threads while training and assigning: this process's CPU budget, or one per row thread."""
+        return single_thread_blas() if self.row_threads else blas_threads(cpu_budget())
 
     def _to_host(self, a) -> np.ndarray:
         return a
@@ -141,9 +153,10 @@ class NumpyKmeans(KmeansBase):
     """Lloyd's iterations as float32 matrix products (``raydq.cluster.lloyd``), stopping early at convergence."""
 
     name = "numpy"
+    row_threads = True
 
     def _fit(self, x, init, deadline):
-        result = lloyd(x, init, niter=self.niter, tol=self.tol, deadline=deadline)
+        result = lloyd(x, init, niter=self.niter, tol=self.tol, deadline=deadline, n_threads=cpu_budget())
         return result.centroids, result.obj, len(result.obj)
 
 

@@ -14,6 +14,7 @@ into 100 clusters: 18 ms for all rows, against 300 ms for sort + ``np.add.reduce
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ ArrayModule = Any  # numpy, or cupy on a device
 #: small enough to stay in cache for the argmax that follows.
 SCORE_BLOCK_BYTES = 4 << 20
 MIN_CHUNK_ROWS = 256
+DEVICE_CHUNK_ROWS = 1 << 15
 
 
 def row_norms_sq(x, xp: ArrayModule = np):
@@ -63,31 +65,63 @@ def kmeans_plusplus(x, k: int, rng: np.random.Generator, *, xp: ArrayModule = np
     return centers
 
 
-def nearest_centroid(x, c, *, xp: ArrayModule = np, x_sq=None, chunk_rows: int | None = None):
+def nearest_centroid(
+    x,
+    c,
+    *,
+    xp: ArrayModule = np,
+    x_sq=None,
+    chunk_rows: int | None = None,
+    n_threads: int = 1,
+    pool: ThreadPoolExecutor | None = None,
+):
     """``(dist, idx)``: squared distance to, and index of, the nearest row of ``c`` for each row of ``x``.
 
     ``x`` may live on the host while ``xp`` is cupy: each row chunk is moved to the device as it is used. ``x_sq``
     (the rows' squared norms, on ``xp``) saves recomputing them on every pass of a loop. Ties go to the lower index.
+
+    With numpy and ``n_threads > 1`` the row chunks run on that many threads, each doing its own products, argmax
+    and distances. Run it under single-threaded BLAS then (``single_thread_blas``): the products are as fast as
+    with BLAS threads, and the rest of the pass, which BLAS threads would leave to one core, is split too. A loop
+    passes its ``pool`` (of ``n_threads`` workers), so that threads start once, not on every pass.
     """
     c = xp.asarray(c, dtype=xp.float32)
     n, k = len(x), len(c)
     c_t = xp.ascontiguousarray(c.T)
     half_c_sq = 0.5 * row_norms_sq(c, xp)
-    chunk = chunk_rows or default_chunk_rows(k)
+    if xp is np:  # a few chunks per thread, so that threads finish together
+        threads = max(1, int(n_threads))
+        chunk = chunk_rows or min(default_chunk_rows(k), max(MIN_CHUNK_ROWS, -(-n // (4 * threads))))
+    else:  # a device wants large products; its memory holds the score block easily
+        threads, chunk = 1, chunk_rows or max(default_chunk_rows(k), DEVICE_CHUNK_ROWS)
+    starts = range(0, max(n, 1), chunk)
+    threads = min(threads, len(starts))
     dist = xp.empty(n, dtype=xp.float32)
     idx = xp.empty(n, dtype=xp.int64)
-    scores = xp.empty((min(chunk, n), k), dtype=xp.float32)
-    for s in range(0, n, chunk):
-        xs = xp.asarray(x[s : s + chunk], dtype=xp.float32)
-        m = len(xs)
-        block = scores[:m]
-        xp.matmul(xs, c_t, out=block)
-        block -= half_c_sq  # x.c - |c|²/2 is largest for the nearest centroid: |x - c|² = |x|² - 2 (x.c - |c|²/2)
-        i = block.argmax(axis=1)
-        best = xp.take_along_axis(block, i[:, None], axis=1)[:, 0]
-        xs_sq = row_norms_sq(xs, xp) if x_sq is None else x_sq[s : s + m]
-        dist[s : s + m] = xp.maximum(xs_sq - 2.0 * best, 0.0)
-        idx[s : s + m] = i
+
+    def run(worker: int) -> None:
+        scores = xp.empty((min(chunk, n), k), dtype=xp.float32)
+        for s in starts[worker::threads]:
+            xs = xp.asarray(x[s : s + chunk], dtype=xp.float32)
+            m = len(xs)
+            block = scores[:m]
+            xp.matmul(xs, c_t, out=block)
+            block -= half_c_sq  # x.c - |c|²/2 is largest for the nearest c: |x - c|² = |x|² - 2 (x.c - |c|²/2)
+            i = block.argmax(axis=1)
+            best = block[xp.arange(m), i]
+            xs_sq = row_norms_sq(xs, xp) if x_sq is None else x_sq[s : s + m]
+            dist[s : s + m] = xp.maximum(xs_sq - 2.0 * best, 0.0)
+            idx[s : s + m] = i
+
+    if threads == 1:
+        run(0)
+    elif pool is not None:
+        for f in [pool.submit(run, w) for w in range(threads)]:
+            f.result()
+    else:
+        with ThreadPoolExecutor(threads) as own:
+            for f in [own.submit(run, w) for w in range(threads)]:
+                f.result()
     return dist, idx
 
 
@@ -155,6 +189,7 @@ def lloyd(
     tol: float,
     deadline: Deadline | None = None,
     chunk_rows: int | None = None,
+    n_threads: int = 1,
 ) -> LloydResult:
     """Lloyd's iterations from ``init`` on the float32 rows of ``x``.
 
@@ -163,7 +198,8 @@ def lloyd(
     skipped: the returned centroids are the ones the last pass measured, so ``obj[-1]`` is exactly their objective
     (faiss reports the objective of the centroids before its last move). With ``tol > 0`` the loop also stops as
     soon as no row changes cluster (a fixed point) or the objective fell by less than ``tol`` relative to itself;
-    ``tol = 0`` runs exactly ``niter`` iterations. ``deadline`` is checked before every iteration.
+    ``tol = 0`` runs exactly ``niter`` iterations. ``deadline`` is checked before every iteration. The assignment
+    runs on ``n_threads`` row threads (see ``nearest_centroid``).
     """
     n, _ = x.shape
     k = len(init)
@@ -173,21 +209,22 @@ def lloyd(
     sums = np.zeros(c.shape, dtype=np.float64)
     counts = np.zeros(k, dtype=np.int64)
     obj: list[float] = []
-    for it in range(niter):
-        check(deadline)
-        dist, new = nearest_centroid(x, c, x_sq=x_sq, chunk_rows=chunk_rows)
-        obj.append(float(dist.sum(dtype=np.float64)))
-        moved = np.flatnonzero(new != labels)
-        old = labels[moved]
-        labels = new
-        if it == niter - 1:
-            break
-        if tol > 0 and (len(moved) == 0 or (it > 0 and obj[-2] - obj[-1] <= tol * obj[-1])):
-            break
-        if len(moved):
-            sums += _moved_sums(x, moved, new[moved], old, k)
-            counts += np.bincount(new[moved], minlength=k) - np.bincount(old[old >= 0], minlength=k)
-        _relocate_empty(x, c, dist, labels, sums, counts)
-        full = counts > 0
-        c[full] = (sums[full] / counts[full, None]).astype(np.float32)
+    with ThreadPoolExecutor(max(1, n_threads)) as pool:
+        for it in range(niter):
+            check(deadline)
+            dist, new = nearest_centroid(x, c, x_sq=x_sq, chunk_rows=chunk_rows, n_threads=n_threads, pool=pool)
+            obj.append(float(dist.sum(dtype=np.float64)))
+            moved = np.flatnonzero(new != labels)
+            old = labels[moved]
+            labels = new
+            if it == niter - 1:
+                break
+            if tol > 0 and (len(moved) == 0 or (it > 0 and obj[-2] - obj[-1] <= tol * obj[-1])):
+                break
+            if len(moved):
+                sums += _moved_sums(x, moved, new[moved], old, k)
+                counts += np.bincount(new[moved], minlength=k) - np.bincount(old[old >= 0], minlength=k)
+            _relocate_empty(x, c, dist, labels, sums, counts)
+            full = counts > 0
+            c[full] = (sums[full] / counts[full, None]).astype(np.float32)
     return LloydResult(centroids=c, labels=labels, obj=np.asarray(obj))

@@ -13,12 +13,12 @@ def _brute(x, c):
     return d2.min(1), d2.argmin(1)
 
 
-@pytest.mark.parametrize("chunk_rows", [None, 7, 1000])
-def test_nearest_centroid_matches_brute_force(chunk_rows):
+@pytest.mark.parametrize(("chunk_rows", "n_threads"), [(None, 1), (7, 1), (1000, 1), (None, 3), (7, 2), (500, 4)])
+def test_nearest_centroid_matches_brute_force(chunk_rows, n_threads):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(301, 9)).astype(np.float32)
     c = rng.normal(size=(13, 9)).astype(np.float32)
-    dist, idx = nearest_centroid(x, c, chunk_rows=chunk_rows)
+    dist, idx = nearest_centroid(x, c, chunk_rows=chunk_rows, n_threads=n_threads)
     ref_d, ref_i = _brute(x, c)
     np.testing.assert_array_equal(idx, ref_i)
     np.testing.assert_allclose(dist, ref_d, rtol=1e-4, atol=1e-5)
