@@ -60,7 +60,7 @@ def nearest_distinct(
             xs = xs / xp.maximum(xp.linalg.norm(xs, axis=1, keepdims=True), np.float32(1e-12))
         d2 = cc - 2.0 * (cd @ xs.T) + row_norms_sq(xs, xp)[None, :]  # (k, chunk) squared distances
         if allowed is not None:
-            d2[:, ~xp.asarray(allowed[s : s + chunk], dtype=bool)] = np.inf
+            d2 = xp.where(xp.asarray(allowed[s : s + chunk], dtype=bool)[None, :], d2, xp.float32(np.inf))
         cand_d = xp.concatenate([best_d, d2], axis=1)
         cand_i = xp.concatenate([best_i, xp.broadcast_to(xp.arange(s, s + len(xs)), d2.shape)], axis=1)
         if cand_d.shape[1] > keep:
