@@ -35,9 +35,10 @@ def device_visible() -> bool:
 
 
 class CumlKmeans(KmeansBase):
-    """cuML's k-means on the CUDA device. ``tol`` is passed to cuML (``tol=0``: exactly ``niter`` iterations);
-    its loop is one call, so ``deadline`` is checked before and after it. cuML reports only the final objective,
-    so ``obj`` holds one value."""
+    """cuML's k-means on the CUDA device. ``tol`` is passed to cuML, which applies it to its own criterion (how far
+    the centroids moved), so it may stop at another iteration than the numpy backend; ``tol=0`` means exactly
+    ``niter`` iterations on both. cuML's loop is one call, so ``deadline`` is checked before and after it, and it
+    reports only the final objective (``obj`` holds one value)."""
 
     name = "cuml"
 
