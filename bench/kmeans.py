@@ -6,7 +6,9 @@ assignment product ``x @ c.T`` of the same shape (Lloyd cannot cost less). Each 
 points, is printed relative to the best of the case. ``--sweep`` also varies our backend's stopping tolerance,
 training sample and seeding sample, to show what each buys or costs in objective. Fixed seeds and data: every run
 does the same work. Timings are the best of ``--repeats``, alternated with the floor's products; the load average
-is printed beside them (a shared machine's ratios are not to be trusted).
+is printed beside them (a shared machine's wall-time ratios are not to be trusted). The CPU-time ratio (CPU seconds
+of all threads, against the products' CPU seconds on one thread) is the extra work beyond the products: load
+barely moves it, but spinning threads (OpenMP's, faiss's) count in it.
 
 Cases: the DropQuery candidate clustering for B = 100 (25,600 x 768 -> 100) and for B = 1000 (256,000 x 512 ->
 1000; 64,000 rows on the CPU unless ``--full``, since 25 passes of the full size take minutes on 2 cores).
@@ -57,23 +59,41 @@ def load_store(directory: str) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
+@dataclass(frozen=True)
+class Timing:
+    """Best wall time and best CPU time (all threads of the process) of a piece of work."""
+
+    wall: float
+    cpu: float
+
+
+def timed(fn) -> Timing:
+    w, c = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return Timing(time.perf_counter() - w, time.process_time() - c)
 
 
-def train_and_floor(km, x: np.ndarray, repeats: int) -> tuple[float, float]:
-    """Best training time and best time of one assignment product of the same shape (the training rows against
-    ``k`` centroids), alternated so that both see the same machine."""
+def best(timings: list[Timing]) -> Timing:
+    return Timing(min(t.wall for t in timings), min(t.cpu for t in timings))
+
+
+def train_and_floor(km, x: np.ndarray, repeats: int) -> tuple[Timing, Timing]:
+    """Training and one assignment product of the same shape (the training rows against ``k`` centroids),
+    alternated so that both see the same machine. The product's wall time is with the process's BLAS threads;
+    its CPU time is taken on one thread (the arithmetic alone, no thread spinning), so that the CPU-time ratio is
+    the work done beyond the products, which other processes on a shared machine do not change."""
+    from threadpoolctl import threadpool_limits
+
     n_train = min(len(x), (km.max_points_per_centroid or len(x)) * km.k)
     rows, c = x[:n_train], x[np.random.default_rng(1).choice(len(x), km.k, replace=False)]
     rows @ c.T  # warm the BLAS threads
-    train_s, gemm_s = [], []
+    train, gemm_wall, gemm_cpu = [], [], []
     for _ in range(repeats):
-        train_s.append(timed(lambda: km.train(x)))
-        gemm_s.extend(timed(lambda: rows @ c.T) for _ in range(2))
-    return min(train_s), min(gemm_s)
+        train.append(timed(lambda: km.train(x)))
+        gemm_wall.extend(timed(lambda: rows @ c.T) for _ in range(2))
+        with threadpool_limits(1, user_api="blas"):
+            gemm_cpu.append(timed(lambda: rows @ c.T))
+    return best(train), Timing(best(gemm_wall).wall, best(gemm_cpu).cpu)
 
 
 def make_estimator(backend: str, case: Case, **params):
@@ -89,16 +109,16 @@ def run_case(case: Case, x: np.ndarray, configs: list[tuple[str, str, dict]], re
         km = make_estimator(backend, case, **params)
         if seed_rows is not None:
             km.SEED_ROWS_PER_CENTROID = seed_rows
-        seconds, gemm = train_and_floor(km, x, repeats)
+        spent, gemm = train_and_floor(km, x, repeats)
         objective = float(km.assign(x)[0].sum(dtype=np.float64))
-        rows.append((label, seconds, km.iterations, gemm, objective))
-    best = min(r[4] for r in rows)
+        rows.append((label, spent, km.iterations, gemm, objective))
+    least = min(r[4] for r in rows)
     print(f"{case.name}: {case.n:,} x {case.d} -> {case.k}   load {fmt_load()}")
-    for label, seconds, passes, gemm, objective in rows:
-        floor = passes * gemm
+    for label, spent, passes, gemm, objective in rows:
         print(
-            f"  {label:<34} {seconds:7.3f}s  floor {floor:7.3f}s ({passes:2d} x {gemm * 1e3:6.1f} ms)"
-            f"  ratio {seconds / floor:5.2f}  objective {objective / best:.4f} x best"
+            f"  {label:<34} {spent.wall:7.3f}s  floor {passes * gemm.wall:7.3f}s ({passes:2d} x"
+            f" {gemm.wall * 1e3:6.1f} ms)  ratio {spent.wall / (passes * gemm.wall):5.2f}"
+            f"  cpu-time ratio {spent.cpu / (passes * gemm.cpu):5.2f}  objective {objective / least:.4f} x best"
         )
 
 
