@@ -67,7 +67,7 @@ def synced(fn):
 
 # -- (a) ----------------------------------------------------------------------------------------------------------
 def bench_kmeans(niter: int) -> None:
-    from raydq.cluster import make_kmeans
+    from raydq.cluster import KmeansBase, make_kmeans
     from raydq.cluster.cuda import cupy_module
     from raydq.cluster.lloyd import kmeans_plusplus, nearest_centroid
 
@@ -81,7 +81,9 @@ def bench_kmeans(niter: int) -> None:
             runs[backend] = (seconds, float(km.assign(x)[0].sum(dtype=np.float64)))
             centroids = km.centroids if centroids is None else centroids
         xd = cp.asarray(x)
-        _, seeding = synced(lambda xd=xd, k=case.k: kmeans_plusplus(xd, k, np.random.default_rng(0), xp=cp))
+        n_seed = max(KmeansBase.SEED_ROWS_PER_CENTROID * case.k, int(KmeansBase.SEEDING_BUDGET / (case.k * case.d)))
+        seed_rows = xd[:n_seed]  # what training seeds on
+        _, seeding = synced(lambda r=seed_rows, k=case.k: kmeans_plusplus(r, k, np.random.default_rng(0), xp=cp))
         _, assign = synced(lambda xd=xd, c=centroids: nearest_centroid(xd, cp.asarray(c), xp=cp))
         (t_gpu, obj_gpu), (t_cpu, obj_cpu) = runs["cuml"], runs["faiss"]
         print(
@@ -119,7 +121,7 @@ def shard_query(X, W, b, *, seed: int = 0):
 
     t0 = time.perf_counter()
     _, counts = mismatch_counts_torch(X, W, b, n_passes=M, dropout=0.75, seed=seed, chunk_rows=1 << 16)
-    hist = torch.bincount(counts, minlength=M + 1).cpu().numpy()
+    hist = torch.bincount(counts.to(torch.int64), minlength=M + 1).cpu().numpy()
     t1 = time.perf_counter()
     t = choose_threshold(hist, batch_size=B)
     rows = torch.nonzero(counts > t).squeeze(1)
@@ -139,7 +141,12 @@ def shard_query(X, W, b, *, seed: int = 0):
 
 def gemm_floor(X, W) -> float:
     """Seconds of M + 1 plain products ``X @ W`` (what y* and M dropout passes cannot undercut)."""
-    return synced(lambda: [X @ W for _ in range(M + 1)])[1]
+
+    def products() -> None:
+        for _ in range(M + 1):
+            X @ W
+
+    return synced(products)[1]
 
 
 def bench_shard(n: int) -> None:
