@@ -19,7 +19,7 @@ from raydq.deadline import Deadline, check
 
 #: Default relative objective change below which training stops (cuML's default is the same number). Measured with
 #: ``python bench/kmeans.py --sweep`` against 25 fixed iterations: Fashion-MNIST embeddings 20,000 x 1280 -> 100
-#: stop after 23 iterations at 1.0001x the objective (3e-4: 17 at 1.0012x; 1e-3: 10 at 1.0043x); synthetic
+#: stop after 23 iterations or run all 25, by start, at 1.0001x (3e-4: 17 at 1.0012x; 1e-3: 10 at 1.0043x); synthetic
 #: 64,000 x 512 -> 1000 runs all 25 (1e-3: 10 at 1.0102x); synthetic 25,600 x 768 -> 100 reaches a fixed point
 #: after 8. A 1e-3 would halve the work for up to 1% in objective; 1e-4 keeps the selections of 25 iterations.
 DEFAULT_TOL = 1e-4

@@ -61,10 +61,12 @@ def probe_backend() -> str:
     one of ``BACKENDS``).
 
     No CPU problem size was found where faiss wins, so there is no size rule. ``python bench/kmeans.py`` on the
-    shared 2-core machine (load 5-8, 25 iterations): 25,600 x 768 -> 100 took numpy 2.5-3.2 s (1.1-2.0x its floor)
-    and faiss 2.8-4.2 s (1.6-2.1x); with the default ``tol`` numpy stops after 9 passes, 1.2-1.3 s (1.3-1.5x).
-    64,000 x 512 -> 1000: numpy 61 s, faiss 59 s, both at the floor's noise. Per pass the two cost the same (one
-    GEMM each); numpy stops early and checks the deadline between iterations.
+    shared 2-core machine (load 6-11: wall-time ratios are noisy; CPU-time ratios, the CPU seconds of training over
+    those of its passes' products, are not), 25 iterations at most:
+    25,600 x 768 -> 100: numpy 9 passes (default tol) 1.3x its floor, CPU 0.95-1.14x; 25 passes 1.04x, CPU
+    0.89-1.09x; faiss (26 passes) 1.6-1.75x, CPU 1.08-1.25x. 64,000 x 512 -> 1000: CPU numpy 1.01-1.07x, faiss
+    1.69x. Fashion-MNIST 20,000 x 1280 -> 100: CPU numpy 1.03x, faiss 2.32x. A pass costs numpy no more than
+    faiss, and numpy stops early and checks the deadline between iterations.
     """
     forced = os.environ.get(ENV_OVERRIDE)
     if forced:

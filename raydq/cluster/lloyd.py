@@ -8,8 +8,11 @@ norms) followed by the centroid update. The update is incremental: only rows who
 their new cluster's sum and taken from their old one. The first iteration touches every row, and after a few
 iterations only a few percent do, so the update costs almost nothing beside the matrix product. It runs as a sparse
 (k x n) +1/-1 matrix times ``x`` (scipy), which needs no gathered copy of the moved rows. Measured on 25,600 x 768
-into 100 clusters: 18 ms for all rows, against 300 ms for sort + ``np.add.reduceat`` (which copies the rows) and
-1.5 s for a dense one-hot product.
+into 100 clusters (the shared 2-core machine, loaded): 18 ms for all rows, against 300 ms for sort +
+``np.add.reduceat`` (which copies the rows), 0.95 s for ``np.add.at`` and 1.5 s for a dense one-hot product.
+
+The assignment runs on row threads over single-threaded BLAS: each thread multiplies, takes the argmax and the
+distances of its own chunks, so the work around the products is split over the cores as well.
 """
 
 from __future__ import annotations
