@@ -14,7 +14,6 @@ import math
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
@@ -22,7 +21,7 @@ from pydantic import BaseModel
 from raydq.data.sources import DecodeSpec, plan_source
 from raydq.embed.actor import EmbedActor
 from raydq.embed.config import EmbedConfig
-from raydq.embed.writer import FailureReport, ShardWriter, count_rows, prepare_output
+from raydq.embed.writer import FailureReport, ShardWriter, count_rows, prepare_output, resolve_output
 from raydq.models.base import resolve_precision
 from raydq.pool.store import Manifest, write_manifest
 
@@ -232,7 +231,7 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     capability = cuda_capability(num_gpus) if num_gpus > 0 and config.precision == "auto" else None
     layout = plan_actors(config, resources, single_node=len(nodes) <= 1, cuda_capability=capability)
     preprocessing = {**spec["preprocessing"], "precision": layout.precision}
-    output = Path(config.resolved_output()).resolve()
+    output = resolve_output(config.resolved_output())  # a local folder, or an s3:// / gs:// URI as given
     done = prepare_output(
         output, spec=spec, preprocessing=preprocessing, dtype=config.dtype, overwrite=config.overwrite
     )
