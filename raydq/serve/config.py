@@ -94,7 +94,7 @@ class ServeArgs(BaseModel):
         default=60.0, gt=0, le=3600, description="a selection past this budget stops and the client gets 504"
     )
     max_queued_selections: int = Field(
-        default=8, ge=1, le=1000, description="selections waiting beyond this many get 503 with Retry-After"
+        default=64, ge=1, le=10_000, description="selections waiting beyond this many get 503 with Retry-After"
     )
     option_policy: dict[str, OptionPolicy] = Field(
         default_factory=dict,
