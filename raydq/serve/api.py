@@ -11,9 +11,11 @@ last-resort 500, all rendered so that they always encode.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-from typing import Annotated, Any, Literal, Protocol
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -49,6 +51,7 @@ from raydq.serve.schemas import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _ERROR_TEXT = {
     400: "unreadable request (bad Content-Length, body not UTF-8)",
@@ -116,6 +119,23 @@ def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
+async def cancel_on_disconnect(request: Request, work: Awaitable[T], *, poll_s: float = 0.25) -> T:
+    """Await ``work``, cancelling it if the client goes away first: a selection nobody waits for stops (its
+    deadline is cancelled, its thread freed at the next check) instead of holding the queue."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll_s)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                raise ServiceError(499, ["request"], "the client closed the connection", "client_closed")
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 def caller_of(request: Request) -> Identity:
     caller = getattr(request.state, "caller", None)
     if caller is None:  # an open path reached a route that needs a caller: a wiring bug, never user input
@@ -163,9 +183,10 @@ def _labeling_routes(backend: Backend) -> APIRouter:
         req: SelectBatchRequest, request: Request, idempotency_key: IdempotencyKey = None
     ) -> SelectBatchResponse:
         """Choose ``batch_size`` unlabeled items with the newest head and lease them to the caller."""
-        return await backend.select_batch(
+        work = backend.select_batch(
             req, caller_of(request), idempotency_key or req.request_id, request_id=request_id_of(request)
         )
+        return await cancel_on_disconnect(request, work)
 
     @router.post("/update_labels", response_model=UpdateLabelsResponse, responses=_errors(*_ALWAYS, 403, 409))
     async def update_labels(

@@ -246,6 +246,10 @@ class StatusResponse(BaseModel):
     embedding_model: str | None = None
     auth: str = Field(description="tokens | shared-token | anonymous")
     pool: PoolStatus | None = None
+    selections: dict[str, int] = Field(
+        default_factory=dict,
+        description="selections since start: completed, refused (4xx/5xx), timed_out, cancelled; running, queued now",
+    )
     sampled_strategies: dict[str, int] = Field(
         default_factory=dict, description="whole-pool strategies that run on a uniform sample of this many rows"
     )

@@ -27,7 +27,7 @@ import numpy as np
 from raydq.deadline import CancellableDeadline, DeadlineExceeded
 from raydq.labels import IdempotencyConflict, Identity, LabelStore, LeaseConflict
 from raydq.labels.models import utcnow
-from raydq.pool import StoreChange
+from raydq.pool import PoolUnavailable, StoreChange
 from raydq.serve.config import ServeArgs
 from raydq.serve.errors import ServiceError, unavailable
 from raydq.serve.mirror import PoolState
@@ -76,6 +76,7 @@ class SelectionService:
         self._lookup_threads = ThreadPoolExecutor(4, thread_name_prefix="raydq-lookup")
         self._select_lock: asyncio.Lock | None = None
         self._queued = 0
+        self.tally = {"completed": 0, "refused": 0, "timed_out": 0, "cancelled": 0, "running": 0}
         self.state.refresh(store, pool)
         self._kmeans_backend = probe_kmeans_backend()  # here, in the process that clusters (and warms cuML up)
 
@@ -111,13 +112,23 @@ class SelectionService:
             work = loop.run_in_executor(
                 self._select_thread, self._select_sync, req, head, caller, idempotency_key, request_id, deadline
             )
+            self.tally["running"] = 1
             try:
-                return await asyncio.shield(work)
+                response = await asyncio.shield(work)
             except asyncio.CancelledError:  # the client went away: stop the work, then free the queue
                 deadline.cancel()
                 await asyncio.gather(work, return_exceptions=True)
+                self.tally["cancelled"] += 1
                 raise
+            self.tally["completed"] += 1
+            return response
+        except ServiceError:
+            self.tally["refused"] += 1
+            raise
+        except PoolUnavailable as e:
+            raise unavailable(f"the pool is not available: {e}", retry_after_s=e.retry_after_s, loc=["pool"]) from None
         except DeadlineExceeded:
+            self.tally["timed_out"] += 1
             raise ServiceError(
                 504,
                 ["service"],
@@ -126,17 +137,25 @@ class SelectionService:
                 "timeout",
             ) from None
         finally:
+            self.tally["running"] = 0
             self._select_lock.release()
+
+    async def _on_lookup_thread(self, fn, *args):
+        """Run ``fn`` on the lookup threads (never behind a selection); a pool that is reloading is a 503."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._lookup_threads, fn, *args)
+        except PoolUnavailable as e:
+            raise unavailable(f"the pool is not available: {e}", retry_after_s=e.retry_after_s, loc=["pool"]) from None
 
     async def resolve(self, ids: list[str]) -> list[ItemRef | None]:
         """Row and uri of each id (None for an id the pool does not hold)."""
-        return await asyncio.get_running_loop().run_in_executor(self._lookup_threads, self.resolve_sync, ids)
+        return await self._on_lookup_thread(self.resolve_sync, ids)
 
     async def training_set(self) -> TrainingSet:
-        return await asyncio.get_running_loop().run_in_executor(self._lookup_threads, self.training_set_sync)
+        return await self._on_lookup_thread(self.training_set_sync)
 
     async def counts(self) -> dict[str, Any]:
-        return await asyncio.get_running_loop().run_in_executor(self._lookup_threads, self.counts_sync)
+        return await self._on_lookup_thread(self.counts_sync)
 
     async def classes(self) -> list[str]:
         return list(self.class_names)
@@ -145,10 +164,10 @@ class SelectionService:
         return self._kmeans_backend
 
     async def pool_status(self) -> dict[str, Any]:
-        return await asyncio.get_running_loop().run_in_executor(self._lookup_threads, self.pool_status_sync)
+        return await self._on_lookup_thread(self.pool_status_sync)
 
     async def refresh_pool(self) -> dict[str, Any]:
-        return await asyncio.get_running_loop().run_in_executor(self._lookup_threads, self.refresh_pool_sync)
+        return await self._on_lookup_thread(self.refresh_pool_sync)
 
     def close(self) -> None:
         self._select_thread.shutdown(wait=False, cancel_futures=True)
@@ -179,6 +198,7 @@ class SelectionService:
             "revision": revision,
             "database": self.store.dialect,
             "embedding_model": manifest.model if manifest else None,
+            "selections": {**self.tally, "queued": self._queued},
         }
 
     def pool_status_sync(self) -> dict[str, Any]:
