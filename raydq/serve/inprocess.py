@@ -54,11 +54,13 @@ def create_inprocess_app(args: ServeArgs, *, host: str = "127.0.0.1"):
             parts.selection.close()
             parts.store.close()
 
+    endpoints = parts.endpoints(LocalTrainer(parts.trainer))
     app = create_app(
-        parts.endpoints(LocalTrainer(parts.trainer)),
+        endpoints,
         authenticator=parts.authenticator,
         max_body_bytes=args.max_body_bytes,
         lifespan=lifespan,
     )
     app.state.parts = parts
+    app.state.endpoints = endpoints
     return app

@@ -36,7 +36,14 @@ def pages_router() -> APIRouter:
 
         return handler
 
-    for path in _STATIC:
-        router.add_api_route(path, serve_file(path), methods=["GET"], include_in_schema=path == "/label")
+    for path, (_, media_type) in _STATIC.items():
+        router.add_api_route(
+            path,
+            serve_file(path),
+            methods=["GET"],
+            include_in_schema=path == "/label",
+            responses={200: {"content": {media_type.split(";")[0]: {}}, "description": "the labeling page"}},
+            response_class=Response,
+        )
 
     return router
