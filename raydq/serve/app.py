@@ -194,14 +194,14 @@ class Api:
 def build_app(args: ServeArgs | dict[str, Any]) -> Application:
     """The typed app builder: ``serve run``/``serve deploy`` pass the config's ``args`` validated as ``ServeArgs``.
 
-    A local embedding store that does not exist stops here with one line saying what to run, rather than as
-    replicas that Serve restarts forever."""
-    from raydq.serve.builder import missing_store_message
+    A local embedding store that does not exist, or a label store that needs its migrations, stops here with one
+    line saying what to run, rather than as replicas that Serve restarts."""
+    from raydq.serve.builder import startup_problem
 
     if isinstance(args, dict):
         args = ServeArgs.model_validate(args)
     args = args.absolutized()
-    if "${" not in args.embeddings and (message := missing_store_message(args.embeddings)):
+    if message := startup_problem(args):
         print(message, file=sys.stderr)
         raise SystemExit(2)
     payload = args.model_dump()
