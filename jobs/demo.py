@@ -22,10 +22,12 @@ import numpy as np
 
 from raydq.client import RaydqClient
 
+DEFAULT_POOL_SIZE = 5000  # what `python jobs/embed.py` embeds by default, into the same folder
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pool-size", type=int, default=5000, help="Fashion-MNIST train images in the pool")
+    p.add_argument("--pool-size", type=int, default=DEFAULT_POOL_SIZE, help="Fashion-MNIST train images in the pool")
     p.add_argument("--test-size", type=int, default=2000, help="held-out test images for the accuracy")
     p.add_argument("--rounds", type=int, default=6, help="labeling rounds (round 0 is the cold start)")
     p.add_argument("--batch-size", type=int, default=10, help="labels per round (the paper: 1 x classes)")
@@ -78,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     workdir = Path(args.workdir).resolve()
-    pool_dir = workdir / "embeddings" / f"fashion-mnist-train-{args.pool_size}"
+    # The default pool is the embed job's default output, so `serve run serve_configs/local.yaml` serves it afterwards.
+    default_pool = args.pool_size == DEFAULT_POOL_SIZE
+    pool_name = "fashion-mnist-train" if default_pool else f"fashion-mnist-train-{args.pool_size}"
+    pool_dir = workdir / "embeddings" / pool_name
     test_dir = workdir / "embeddings" / f"fashion-mnist-test-{args.test_size}"
     db_dir = workdir / "demo"
     shutil.rmtree(db_dir, ignore_errors=True)  # each demo starts with no labels

@@ -105,11 +105,14 @@ class ServeArgs(BaseModel):
         default=False, description="serve without any token on a non-loopback address (otherwise refused)"
     )
     lease_purge_interval_s: float = Field(default=300.0, gt=0, description="how often expired leases are deleted")
-    pool: PoolConfig = Field(default_factory=PoolConfig, description="how the pool is split over shard actors")
+    pool: PoolConfig = Field(
+        default_factory=lambda: PoolConfig(num_cpus=0.5),
+        description="how the pool is split over shard actors (default: one float16 shard actor)",
+    )
     api_replicas: int = Field(default=1, ge=1)
     api_num_cpus: float = Field(default=0.1, ge=0)
-    selector_num_cpus: float = Field(default=0.5, ge=0)
-    trainer_num_cpus: float = Field(default=0.5, ge=0)
+    selector_num_cpus: float = Field(default=0.25, ge=0)
+    trainer_num_cpus: float = Field(default=0.25, ge=0)
 
     @field_validator("classes")
     @classmethod

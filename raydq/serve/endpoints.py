@@ -207,7 +207,10 @@ class Endpoints:
             raise ServiceError(422, ["body", *e.field], e.reason) from None
         except IdempotencyConflict:
             raise ServiceError(
-                409, ["header", "Idempotency-Key"], "this key was used for a different update_labels request", "conflict"
+                409,
+                ["header", "Idempotency-Key"],
+                "this key was used for a different update_labels request",
+                "conflict",
             ) from None
 
     async def _validate_labels(self, req: UpdateLabelsRequest, caller: Identity) -> list[LabelIn]:

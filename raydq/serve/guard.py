@@ -22,7 +22,9 @@ from raydq.serve.pages import PAGE_PATHS
 
 #: Paths anyone may read: liveness/readiness probes, the API's own description, and the labeling page's shell
 #: (the page asks for a token and sends it with every call it makes).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}) | PAGE_PATHS
+OPEN_PATHS = (
+    frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}) | PAGE_PATHS
+)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Scope = dict[str, Any]

@@ -37,7 +37,9 @@ def build_strategy(name: str, options: dict[str, Any], *, args: ServeArgs, seed:
             raise ServiceError(422, ["body", "options", key], f"the operator does not allow requests to set {key!r}")
         if key in fixed and key not in policy.allow_override:
             raise ServiceError(
-                422, ["body", "options", key], f"{key!r} is set by the operator ({fixed[key]!r}) and cannot be overridden"
+                422,
+                ["body", "options", key],
+                f"{key!r} is set by the operator ({fixed[key]!r}) and cannot be overridden",
             )
     try:
         parsed = cls.Options.model_validate(options)
@@ -47,11 +49,11 @@ def build_strategy(name: str, options: dict[str, Any], *, args: ServeArgs, seed:
     given = parsed.model_dump(exclude_unset=True)
     for key, bound in policy.bounds.items():
         value = given.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if ("ge" in bound and value < bound["ge"]) or ("le" in bound and value > bound["le"]):
-                raise ServiceError(
-                    422, ["body", "options", key], f"{key}={value!r} is outside the operator's bounds {bound}"
-                )
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if numeric and (("ge" in bound and value < bound["ge"]) or ("le" in bound and value > bound["le"])):
+            raise ServiceError(
+                422, ["body", "options", key], f"{key}={value!r} is outside the operator's bounds {bound}"
+            )
     return cls(random_state=seed, **{**fixed, **given})
 
 

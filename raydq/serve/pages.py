@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from importlib import resources
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 

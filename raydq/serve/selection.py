@@ -80,7 +80,7 @@ class SelectionService:
         self.state.refresh(store, pool)
         self._kmeans_backend = probe_kmeans_backend()  # here, in the process that clusters (and warms cuML up)
 
-    # -- async surface ------------------------------------------------------------------------------------------------
+    # -- async surface -------------------------------------------------------------------------------------------
     async def select_batch(
         self,
         req: SelectBatchRequest,
@@ -173,7 +173,7 @@ class SelectionService:
         self._select_thread.shutdown(wait=False, cancel_futures=True)
         self._lookup_threads.shutdown(wait=False, cancel_futures=True)
 
-    # -- sync work ------------------------------------------------------------------------------------------------------
+    # -- sync work ----------------------------------------------------------------------------------------------
     def resolve_sync(self, ids: list[str]) -> list[ItemRef | None]:
         rows = self.pool.lookup(ids)
         known = np.flatnonzero(rows >= 0)
@@ -298,7 +298,9 @@ class SelectionService:
     ) -> SelectBatchResponse:
         if req.batch_size > self.args.max_batch_size:
             raise ServiceError(
-                422, ["body", "batch_size"], f"batch_size {req.batch_size} exceeds max_batch_size {self.args.max_batch_size}"
+                422,
+                ["body", "batch_size"],
+                f"batch_size {req.batch_size} exceeds max_batch_size {self.args.max_batch_size}",
             )
         lease_seconds = float(req.lease_seconds if req.lease_seconds is not None else self.args.lease_seconds)
         if lease_seconds > self.args.max_lease_seconds:
@@ -315,7 +317,9 @@ class SelectionService:
             available = self.state.counts(self.pool.n_rows)["unlabeled_available"]
             if req.batch_size > available:
                 raise ServiceError(
-                    422, ["body", "batch_size"], f"batch_size {req.batch_size} exceeds the {available} unlabeled items not leased now"
+                    422,
+                    ["body", "batch_size"],
+                    f"batch_size {req.batch_size} exceeds the {available} unlabeled items not leased now",
                 )
             n_labeled = len(self.state.labeled) + len(self.state.foreign)
             name = requested
