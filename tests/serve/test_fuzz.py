@@ -94,7 +94,7 @@ nasty_text = st.one_of(
         lambda s: Raw(f'"{s}"')
     ),
     st.text(max_size=30),
-    st.sampled_from(CLASSES + ["img-00001", "img-00002", ""]),
+    st.sampled_from([*CLASSES, "img-00001", "img-00002", ""]),
 )
 nasty_number = st.one_of(
     st.sampled_from([Raw(NAN), Raw(POS_INF), Raw(NEG_INF)]),
@@ -127,8 +127,9 @@ bodies = {
         optional={"batch_id": maybe(nasty_text), "request_id": maybe(nasty_text)},
     ),
     "/release_batch": st.fixed_dictionaries({"batch_id": maybe(nasty_text)}),
-    "/renew_batch": st.fixed_dictionaries({"batch_id": maybe(nasty_text)},
-                                          optional={"lease_seconds": maybe(nasty_number)}),  # fmt: skip
+    "/renew_batch": st.fixed_dictionaries(
+        {"batch_id": maybe(nasty_text)}, optional={"lease_seconds": maybe(nasty_number)}
+    ),
 }
 RESPONSES = {
     "/select_batch": SelectBatchResponse,

@@ -105,7 +105,8 @@ def test_unparseable_bodies_get_the_documented_shape(client, raw, status):
 
 def test_wrong_option_types_and_unknown_options_name_the_option(client):
     # asked for dropquery before any label: the cold start runs, but the options are checked against dropquery
-    r = _post(client, "/select_batch", b'{"batch_size": 2, "strategy": "dropquery", "options": {"max_candidates": "x"}}')
+    body = b'{"batch_size": 2, "strategy": "dropquery", "options": {"max_candidates": "x"}}'
+    r = _post(client, "/select_batch", body)
     _assert_refused(r, 422, "max_candidates")
     r = _post(client, "/select_batch", b'{"batch_size": 2, "strategy": "dropquery", "options": {"n_init": 3}}')
     _assert_refused(r, 422, "n_init")

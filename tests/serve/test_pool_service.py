@@ -78,8 +78,10 @@ def test_a_killed_shard_loses_no_acknowledged_label(serve_on_cluster, tmp_path, 
                     errors.append(f"select {r.status_code} {r.text[:200]}")
                     continue
                 batch = r.json()
-                answers = [{"id": x["id"], "label": labels_of[x["id"]]} for x in batch["items"]]
-                r = _with_retry(lambda: c.post("/update_labels", json={"labels": answers, "batch_id": batch["batch_id"]}))
+                body = {"labels": [{"id": x["id"], "label": labels_of[x["id"]]} for x in batch["items"]],
+                        "batch_id": batch["batch_id"]}  # fmt: skip
+                answers = body["labels"]
+                r = _with_retry(lambda body=body: c.post("/update_labels", json=body))
                 if r.status_code == 200:
                     with lock:
                         acked.update({a["id"]: a["label"] for a in answers})

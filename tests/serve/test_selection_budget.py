@@ -59,7 +59,8 @@ def test_label_writes_never_wait_for_a_slow_selection(big_store, tmp_path):
             with httpx.Client(base_url=server.url, timeout=120) as c:
                 for k in range(5):
                     start = 1000 + (n * 5 + k) * 4
-                    labels = [{"id": i, "label": CLASSES[(start + j) % 3]} for j, i in enumerate(ids[start : start + 4])]
+                    chunk = ids[start : start + 4]
+                    labels = [{"id": i, "label": CLASSES[(start + j) % 3]} for j, i in enumerate(chunk)]
                     results.append(c.post("/update_labels", json={"labels": labels}).status_code)
 
         clients = [threading.Thread(target=annotator, args=(n,)) for n in range(8)]

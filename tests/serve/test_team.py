@@ -42,7 +42,7 @@ def team(make_args, db_url):
 
 
 def test_identities_roles_and_the_audit_log(team, pool):
-    c, auth, args = team
+    c, auth, _ = team
     assert c.get("/status").status_code == 401  # tokens exist: nothing is open but health and docs
     assert c.get("/status", headers=auth["alice"]).json()["auth"] == "tokens"
     batch = c.post("/select_batch", json={"batch_size": 4}, headers=auth["alice"]).json()
