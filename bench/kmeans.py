@@ -160,7 +160,7 @@ def main() -> None:
 
         threadpool_limits(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # what cpu_budget() reads
-    from raydq.cluster import cpu_budget
+    from raydq.numerics.threads import cpu_budget
 
     print(f"k-means on the CPU, {cpu_budget()} threads; floor = assignment passes x one (n x d) @ (d x k) product")
     todo = cases(args.full)
