@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
+from raydq.cluster import DEFAULT_TOL, array_module
 from raydq.deadline import Deadline, check
 from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS, mismatch_counts
 from raydq.numerics.nearest import nearest_distinct_rows
 from raydq.numerics.norms import l2_normalise
 from raydq.numerics.uniforms import row_uniforms
-from raydq.strategies.base import QueryStrategy, RandomState, StrategyOptions
-from raydq.strategies.kmeans import fit_kmeans
+from raydq.strategies.base import QueryStrategy, RandomState
+from raydq.strategies.kmeans import KmeansOptions, fit_kmeans
 from raydq.strategies.shards import ArrayShard, Selection
 
 #: The default cap on the candidates k-means clusters. k-means costs candidates x clusters x D per iteration, so the
@@ -208,6 +209,8 @@ class DropQuery(QueryStrategy):
         Candidates beyond this are thinned by uniform sampling before k-means; None means
         ``max(64 * batch_size, min(20000, 200000 // batch_size))`` (``candidate_cap``).
     kmeans_niter : int, default=25
+    kmeans_tol : float, default=1e-4
+        k-means on the candidates stops early once an iteration gains less than this fraction of its objective.
     chunk_rows : int, default=1024
         Rows per dropout chunk (bounds memory; part of what a seed reproduces).
     pass_seed : int or None, default=None
@@ -219,7 +222,7 @@ class DropQuery(QueryStrategy):
     needs_head = True
     not_request_settable = frozenset({"random_state", "pass_seed"})
 
-    class Options(StrategyOptions):
+    class Options(KmeansOptions):
         dropout: float = Field(0.75, ge=0.0, le=0.95, description="dropout rate of the passes")
         n_passes: int = Field(3, ge=1, le=32, description="dropout passes M (each costs one pass over the pool)")
         candidate_factor: float = Field(
@@ -231,7 +234,6 @@ class DropQuery(QueryStrategy):
         max_candidates: int | None = Field(
             None, ge=1, le=100_000, description="cap on the candidates k-means clusters (default: automatic)"
         )
-        kmeans_niter: int = Field(25, ge=1, le=100, description="k-means iterations on the candidates")
         chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=64, le=16384, description="rows per dropout chunk")
 
         @model_validator(mode="after")
@@ -251,6 +253,7 @@ class DropQuery(QueryStrategy):
         random_fill: bool = True,
         max_candidates: int | None = None,
         kmeans_niter: int = 25,
+        kmeans_tol: float = DEFAULT_TOL,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         pass_seed: int | None = None,
         random_state: RandomState = None,
@@ -263,6 +266,7 @@ class DropQuery(QueryStrategy):
         self.random_fill = random_fill
         self.max_candidates = max_candidates
         self.kmeans_niter = kmeans_niter
+        self.kmeans_tol = kmeans_tol
         self.chunk_rows = chunk_rows
         self.pass_seed = pass_seed
         self.random_state = random_state
@@ -323,7 +327,14 @@ class DropQuery(QueryStrategy):
             rows, Z = _gather(
                 shards.map(phase2_candidates, passes, t, head, keep_fraction=1.0, seed=sample_seed, deadline=deadline)
             )
-        km = fit_kmeans(Z, batch_size, niter=options.kmeans_niter, seed=kmeans_seed, deadline=deadline)
-        picked = nearest_distinct_rows(Z, km.centroids, deadline=deadline)
-        info.update(random_fill=0, clustered=len(rows), phase2_seconds=time.perf_counter() - t1)
+        km = fit_kmeans(
+            Z, batch_size, niter=options.kmeans_niter, tol=options.kmeans_tol, seed=kmeans_seed, deadline=deadline
+        )
+        picked = nearest_distinct_rows(Z, km.centroids, xp=array_module(), deadline=deadline)
+        info.update(
+            random_fill=0,
+            clustered=len(rows),
+            kmeans_iterations=km.iterations,
+            phase2_seconds=time.perf_counter() - t1,
+        )
         return Selection(rows[picked], info)
