@@ -71,6 +71,7 @@ def bench_kmeans(niter: int) -> None:
     from raydq.cluster.cuda import cupy_module
     from raydq.numerics.distances import nearest_centroid
     from raydq.numerics.seeding import kmeans_plusplus
+    from raydq.numerics.threads import cpu_budget
 
     cp = cupy_module()
     for case in (Case("B=1000 candidates", 256_000, 512, 1000), Case("B=100 candidates", 25_600, 768, 100)):
@@ -89,7 +90,7 @@ def bench_kmeans(niter: int) -> None:
         (t_gpu, obj_gpu), (t_cpu, obj_cpu) = runs["cuml"], runs["faiss"]
         print(
             f"(a) k-means {case.n:,} x {case.d} -> {case.k}, {niter} iterations: cuML {t_gpu:.3f}s"
-            f" (seeding {seeding:.3f}s, assignment {assign:.3f}s)  faiss {t_cpu:.3f}s on {os.cpu_count()} CPUs"
+            f" (seeding {seeding:.3f}s, assignment {assign:.3f}s)  faiss {t_cpu:.3f}s on {cpu_budget()} CPUs"
             f"  ratio faiss/cuML {t_cpu / t_gpu:.1f}x  objective cuML/faiss {obj_gpu / obj_cpu:.4f}"
         )
 
