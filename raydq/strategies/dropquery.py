@@ -32,7 +32,8 @@ from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS, mismatch_counts
 from raydq.numerics.nearest import nearest_distinct_rows
 from raydq.numerics.norms import l2_normalise
 from raydq.numerics.uniforms import row_uniforms
-from raydq.strategies.base import QueryStrategy, RandomState
+from raydq.strategies.base import QueryStrategy, RandomState, check_seed
+from raydq.strategies.gather import join
 from raydq.strategies.kmeans import KmeansOptions, fit_kmeans
 from raydq.strategies.shards import ArrayShard, Selection
 
@@ -177,13 +178,6 @@ def candidate_cap(batch_size: int, max_candidates: int | None) -> int:
     return max(MIN_POINTS_PER_CENTROID * batch_size, min(MIN_CANDIDATE_CAP, CANDIDATE_WORK // batch_size))
 
 
-def _gather(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Join the shards' (rows, embeddings); one shard's arrays are used as they are (no copy)."""
-    if len(parts) == 1:
-        return parts[0][0].astype(np.int64, copy=False), parts[0][1]
-    return np.concatenate([p[0] for p in parts]).astype(np.int64), np.concatenate([p[1] for p in parts])
-
-
 class DropQuery(QueryStrategy):
     """Uncertain rows by dropout disagreement, made diverse by k-means.
 
@@ -272,17 +266,11 @@ class DropQuery(QueryStrategy):
         self.random_state = random_state
 
     def _select(self, shards, options, *, batch_size, head, seed, deadline, counts):
-        if self.pass_seed is not None and (
-            isinstance(self.pass_seed, bool)
-            or not isinstance(self.pass_seed, int | np.integer)
-            or not 0 <= self.pass_seed < 2**64
-        ):
-            raise ValueError(f"pass_seed must be None or an integer in [0, 2**64), got {self.pass_seed!r}")
         mask_seed, sample_seed, fill_seed, kmeans_seed = (
             int(s) for s in np.random.SeedSequence(seed).generate_state(4)
         )
         if self.pass_seed is not None:
-            mask_seed = int(self.pass_seed)
+            mask_seed = check_seed(self.pass_seed, "pass_seed")
         W, b = head.affine()
         passes = DropoutPasses(W, b, options.dropout, options.n_passes, mask_seed, options.chunk_rows)
         t0 = time.perf_counter()
@@ -318,13 +306,13 @@ class DropQuery(QueryStrategy):
             info.update(random_fill=need, clustered=0, phase2_seconds=time.perf_counter() - t1)
             return Selection(rows, info)
         keep_fraction = min(1.0, candidate_cap(batch_size, options.max_candidates) / n_cand)
-        rows, Z = _gather(
+        rows, Z = join(
             shards.map(
                 phase2_candidates, passes, t, head, keep_fraction=keep_fraction, seed=sample_seed, deadline=deadline
             )
         )
         if len(rows) < batch_size:  # thinning left too few (only possible for a tiny cap): keep every candidate
-            rows, Z = _gather(
+            rows, Z = join(
                 shards.map(phase2_candidates, passes, t, head, keep_fraction=1.0, seed=sample_seed, deadline=deadline)
             )
         km = fit_kmeans(
