@@ -8,10 +8,9 @@ outputs stays O(chunk).
 Masks come from a torch ``Generator`` on the compute device, one per cell of the global row grid
 (``raydq.numerics.grid``, ``chunk_rows`` rows a cell), seeded from ``(seed, cell)``. A cell always draws its whole
 mask, and a shard takes its own rows of it, so a row's masks depend only on ``(seed, global row)``: results do not
-depend on how the pool is split into shards. They do
-depend on the device's generator: the masks are not the CPU kernel's masks (that one draws random bits with numpy),
-so the same seed gives the same counts in distribution, not row for row, and CPU and GPU shards must not be mixed in
-one query.
+depend on how the pool is split into shards. They do depend on the device's generator: the masks are not the CPU
+kernel's masks (that one draws random bits with numpy), so the same seed gives the same counts in distribution, not
+row for row, and CPU and GPU shards must not be mixed in one query.
 """
 
 from __future__ import annotations
@@ -41,11 +40,11 @@ def cell_masks(
     at a time.
 
     The keep rule is the CPU kernel's (``dropout_passes.keep_mask``): exact for a dyadic keep probability
-    (``dyadic_keep``), float uniforms otherwise. The bits are drawn differently, because a GPU draws them on the
-    device: torch's generator gives no full 64-bit words for ``keep_mask``'s bit-sliced comparison, and drawing
-    numpy's bits on the host would cost a host-to-device copy of every mask. A dyadic ``j / 2**m`` with ``m <= 8``
-    (the paper's 0.25) compares one random byte with ``j * 2**(8 - m)``, exactly, writing a quarter of the memory
-    that float uniforms would."""
+    (``dyadic_keep``), float uniforms otherwise. The mask generator differs because a GPU draws on the device:
+    drawing numpy's bits on the host would copy every mask to the device, and torch has neither uniform 64-bit words
+    (its integer draws stop below 2**63) nor ``unpackbits`` for ``keep_mask``'s bit-sliced comparison. Instead a
+    dyadic ``j / 2**m`` with ``m <= 8`` (the paper's 0.25) compares one random byte with ``j * 2**(8 - m)``, exactly,
+    writing a quarter of the memory that float uniforms would; other keep probabilities compare float uniforms."""
     gen = cell_generator(seed, cell, device)
     dyadic = dyadic_keep(keep)
     byte_below = dyadic[0] << (8 - dyadic[1]) if dyadic is not None and dyadic[1] <= 8 else None
