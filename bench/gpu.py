@@ -69,7 +69,9 @@ def synced(fn):
 def bench_kmeans(niter: int) -> None:
     from raydq.cluster import KmeansBase, make_kmeans
     from raydq.cluster.cuda import cupy_module
-    from raydq.cluster.lloyd import kmeans_plusplus, nearest_centroid
+    from raydq.numerics.distances import nearest_centroid
+    from raydq.numerics.seeding import kmeans_plusplus
+    from raydq.numerics.threads import cpu_budget
 
     cp = cupy_module()
     for case in (Case("B=1000 candidates", 256_000, 512, 1000), Case("B=100 candidates", 25_600, 768, 100)):
@@ -88,7 +90,7 @@ def bench_kmeans(niter: int) -> None:
         (t_gpu, obj_gpu), (t_cpu, obj_cpu) = runs["cuml"], runs["faiss"]
         print(
             f"(a) k-means {case.n:,} x {case.d} -> {case.k}, {niter} iterations: cuML {t_gpu:.3f}s"
-            f" (seeding {seeding:.3f}s, assignment {assign:.3f}s)  faiss {t_cpu:.3f}s on {os.cpu_count()} CPUs"
+            f" (seeding {seeding:.3f}s, assignment {assign:.3f}s)  faiss {t_cpu:.3f}s on {cpu_budget()} CPUs"
             f"  ratio faiss/cuML {t_cpu / t_gpu:.1f}x  objective cuML/faiss {obj_gpu / obj_cpu:.4f}"
         )
 
@@ -115,9 +117,10 @@ def shard_query(X, W, b, *, seed: int = 0):
     """Phase 1 and phase 2 of a DropQuery on one GPU shard; returns (chosen rows, phase-1 seconds, k-means s)."""
     import torch
 
-    from raydq.cluster import make_kmeans, nearest_distinct
+    from raydq.cluster import array_module, make_kmeans
     from raydq.numerics.device import mismatch_counts_torch
-    from raydq.pool.shard import MAX_POINTS_PER_CENTROID, MIN_CANDIDATE_CAP, choose_threshold
+    from raydq.numerics.nearest import nearest_distinct_rows
+    from raydq.strategies.dropquery import candidate_cap, choose_threshold
 
     t0 = time.perf_counter()
     _, counts = mismatch_counts_torch(X, W, b, n_passes=M, dropout=0.75, seed=seed, chunk_rows=1 << 16)
@@ -125,7 +128,7 @@ def shard_query(X, W, b, *, seed: int = 0):
     t1 = time.perf_counter()
     t = choose_threshold(hist, batch_size=B)
     rows = torch.nonzero(counts > t).squeeze(1)
-    cap = max(MAX_POINTS_PER_CENTROID * B, MIN_CANDIDATE_CAP)
+    cap = candidate_cap(B, None)
     if len(rows) > cap:
         gen = torch.Generator(device="cuda").manual_seed(seed)
         rows = rows[torch.randperm(len(rows), generator=gen, device="cuda")[:cap]].sort().values
@@ -135,7 +138,7 @@ def shard_query(X, W, b, *, seed: int = 0):
     t2 = time.perf_counter()
     km = make_kmeans(D, B, niter=25, seed=seed, max_points_per_centroid=None, backend="cuml")
     km.train(Z)
-    chosen = rows.cpu().numpy()[nearest_distinct(Z, km.centroids)]
+    chosen = rows.cpu().numpy()[nearest_distinct_rows(Z, km.centroids, xp=array_module())]
     return chosen, t1 - t0, time.perf_counter() - t2
 
 

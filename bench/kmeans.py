@@ -23,6 +23,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
+
+from raydq.numerics.norms import l2_normalise
+from raydq.numerics.threads import cpu_budget, single_thread_blas
 
 
 @dataclass(frozen=True)
@@ -48,15 +52,13 @@ def make_data(case: Case, seed: int = 0) -> np.ndarray:
         e = min(case.n, s + 16384)
         rng.standard_normal(out=x[s:e], dtype=np.float32)
         x[s:e] += centers[rng.integers(0, case.k, e - s)]
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
+    return l2_normalise(x, copy=False)
 
 
 def load_store(directory: str) -> np.ndarray:
     from raydq.pool.store import load_pool
 
-    x = load_pool(directory).X
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return l2_normalise(load_pool(directory).X)
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,6 @@ def train_and_floor(km, x: np.ndarray, repeats: int) -> tuple[Timing, Timing]:
     alternated so that both see the same machine. The product's wall time is with the process's BLAS threads;
     its CPU time is taken on one thread (the arithmetic alone, no thread spinning), so that the CPU-time ratio is
     the work done beyond the products, which other processes on a shared machine do not change."""
-    from threadpoolctl import threadpool_limits
-
     n_train = min(len(x), (km.max_points_per_centroid or len(x)) * km.k)
     rows, c = x[:n_train], x[np.random.default_rng(1).choice(len(x), km.k, replace=False)]
     rows @ c.T  # warm the BLAS threads
@@ -91,7 +91,7 @@ def train_and_floor(km, x: np.ndarray, repeats: int) -> tuple[Timing, Timing]:
     for _ in range(repeats):
         train.append(timed(lambda: km.train(x)))
         gemm_wall.extend(timed(lambda: rows @ c.T) for _ in range(2))
-        with threadpool_limits(1, user_api="blas"):
+        with single_thread_blas():
             gemm_cpu.append(timed(lambda: rows @ c.T))
     return best(train), Timing(best(gemm_wall).wall, best(gemm_cpu).cpu)
 
@@ -156,12 +156,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads (default: cpu_budget())")
     args = parser.parse_args()
     if args.threads:
-        from threadpoolctl import threadpool_limits
-
         threadpool_limits(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # what cpu_budget() reads
-    from raydq.cluster import cpu_budget
-
     print(f"k-means on the CPU, {cpu_budget()} threads; floor = assignment passes x one (n x d) @ (d x k) product")
     todo = cases(args.full)
     if args.only:

@@ -23,7 +23,9 @@ import time
 import numpy as np
 
 from raydq.cluster import kmeans_backend_name
+from raydq.estimator import MISSING_LABEL
 from raydq.head import LinearHead
+from raydq.numerics.threads import cpu_budget
 from raydq.strategies import DropQuery, LocalShardSet
 from raydq.strategies.shards import status_from_labels
 
@@ -48,7 +50,7 @@ def make_estimator(X, labels, seed: int = 0):
     """A head trained on 10 labels per class, and the pool's label array (those 1000 rows labeled)."""
     rng = np.random.default_rng(seed)
     labeled = np.concatenate([rng.choice(np.flatnonzero(labels == c), 10, replace=False) for c in range(C)])
-    y = np.full(len(X), -1, dtype=np.int64)
+    y = np.full(len(X), MISSING_LABEL, dtype=np.int64)
     y[labeled] = labels[labeled]
     head = LinearHead(C, random_state=seed).fit(X[labeled], labels[labeled])
     return head, y
@@ -103,7 +105,7 @@ def worker(n: int, repeats: int) -> dict:
         "clustered": info["clustered"],
         "random_fill": info["random_fill"],
         "kmeans": kmeans_backend_name(),
-        "threads": os.cpu_count(),
+        "threads": cpu_budget(),
         "load": os.getloadavg(),
     }
 

@@ -1,5 +1,5 @@
-"""k-means backends: faiss-style properties every CPU backend must have, agreement with scikit-learn, and the
-nearest-distinct-row search. Kernel tests are in tests/cluster/test_lloyd.py, the probe in tests/cluster/."""
+"""k-means backends: faiss-style properties every CPU backend must have, and agreement with scikit-learn. The
+kernels they share are tested in tests/test_numerics.py, Lloyd's loop and the probe in tests/cluster/."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from raydq.cluster import kmeans, make_kmeans, nearest_distinct
+from raydq.cluster import kmeans, make_kmeans
 from raydq.deadline import Deadline, DeadlineExceeded
 
 CPU_BACKENDS = ["numpy", "faiss"]
@@ -187,39 +187,3 @@ def test_faiss_thread_setting_is_restored_after_training():
     X, _ = _blobs(k=3)
     make_kmeans(X.shape[1], 3, backend="faiss").train(X)
     assert faiss.omp_get_max_threads() == before
-
-
-# -- nearest_distinct ---------------------------------------------------------------------------------------------
-def test_nearest_distinct_matches_brute_force_when_no_conflicts():
-    X, _ = _blobs(k=6)
-    C = kmeans(X, 6, seed=0, backend="numpy")
-    idx = nearest_distinct(X, C, chunk=97)  # small chunks exercise the running top-k merge
-    brute = ((X[None] - C[:, None]) ** 2).sum(-1).argmin(1)
-    np.testing.assert_array_equal(idx, brute)
-
-
-def test_nearest_distinct_resolves_a_shared_nearest_row():
-    X = np.array([[0.0], [10.0], [0.5]], np.float32)
-    C = np.array([[0.1], [0.2]], np.float32)  # both nearest row 0; row 0 goes to centroid 0 (closer), 1 takes row 2
-    np.testing.assert_array_equal(nearest_distinct(X, C, chunk=2), [0, 2])
-    assert len(set(nearest_distinct(np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32)))) == 4
-
-
-def test_nearest_distinct_normalises_chunks_and_reads_float16():
-    rng = np.random.default_rng(0)
-    X = (rng.normal(size=(500, 6)) * rng.uniform(0.5, 20, size=(500, 1))).astype(np.float16)
-    Xn = X.astype(np.float32) / np.linalg.norm(X.astype(np.float32), axis=1, keepdims=True)
-    rows = np.array([3, 50, 100, 200, 400])
-    C = Xn[rows] + np.float32(1e-4)  # each centroid sits (almost) on one row, at different lengths in X
-    np.testing.assert_array_equal(nearest_distinct(X, C, normalize=True, chunk=64), rows)
-    assert not np.array_equal(nearest_distinct(X, C, chunk=64), rows)  # unnormalised, the lengths decide
-
-
-def test_nearest_distinct_skips_rows_that_are_not_allowed():
-    X = np.array([[0.0], [0.1], [5.0], [5.2]], np.float32)
-    C = np.array([[0.0], [5.0]], np.float32)
-    np.testing.assert_array_equal(nearest_distinct(X, C, allowed=np.array([False, True, False, True])), [1, 3])
-    with pytest.raises(ValueError, match="eligible"):
-        nearest_distinct(X, C, allowed=np.array([True, False, False, False]))
-    with pytest.raises(ValueError, match="allowed"):
-        nearest_distinct(X, C, allowed=np.array([True, False]))

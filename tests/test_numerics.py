@@ -1,5 +1,6 @@
 """The shared numeric kernels against plain definitions (scipy, brute force), and the properties the sharded
-strategies rely on: row-keyed randomness, a total order for top-k, unique nearest-row keys."""
+strategies rely on: row-keyed randomness, a total order for top-k, unique nearest-row keys, one global row grid.
+Their device paths run with cupy's stand-in in tests/cluster/test_choose.py, the torch kernel in tests/numerics/."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from scipy.special import softmax as scipy_softmax
 from scipy.stats import entropy as scipy_entropy
 
 from raydq.deadline import Deadline, DeadlineExceeded
-from raydq.numerics.distances import min_sq_distances, nearest_centroids, sq_distances, sq_distances_to
+from raydq.numerics import nearest
+from raydq.numerics.distances import min_sq_distances, nearest_centroid, sq_distances, sq_distances_to
+from raydq.numerics.grid import grid_cells
 from raydq.numerics.nearest import (
     merge_nearest_keys,
     nearest_distinct_rows,
@@ -64,10 +67,26 @@ def test_squared_distances_equal_brute_force(rng):
     np.testing.assert_allclose(sq_distances(A, B), _brute_d2(A, B), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(sq_distances_to(A, B[3]), _brute_d2(A, B[3:4])[:, 0], rtol=1e-4, atol=1e-4)
     assert (sq_distances(A, A) >= 0).all()  # clipped: the expansion never goes negative
-    d, i = nearest_centroids(A, B, chunk=7)
-    ref = _brute_d2(A, B)
-    np.testing.assert_array_equal(i, ref.argmin(1))
-    np.testing.assert_allclose(d, ref.min(1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("chunk_rows", "n_threads"), [(None, 1), (7, 1), (1000, 1), (None, 3), (7, 2), (500, 4)])
+def test_nearest_centroid_matches_brute_force(chunk_rows, n_threads):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(301, 9)).astype(np.float32)
+    c = rng.normal(size=(13, 9)).astype(np.float32)
+    dist, idx = nearest_centroid(x, c, chunk_rows=chunk_rows, n_threads=n_threads)
+    ref = _brute_d2(x, c)
+    np.testing.assert_array_equal(idx, ref.argmin(1))
+    np.testing.assert_allclose(dist, ref.min(1), rtol=1e-4, atol=1e-5)
+    assert dist.dtype == np.float32 and idx.dtype == np.int64
+
+
+def test_nearest_centroid_breaks_ties_to_the_lower_index_and_never_goes_negative():
+    x = np.array([[1.0, 1.0], [3.0, 3.0]], np.float32)
+    c = np.array([[2.0, 2.0], [2.0, 2.0], [1.0, 1.0]], np.float32)
+    dist, idx = nearest_centroid(x, c)
+    np.testing.assert_array_equal(idx, [2, 0])
+    assert (dist >= 0).all() and dist[0] == 0.0
 
 
 def test_min_sq_distances_in_blocks_equals_one_block(rng, monkeypatch):
@@ -84,17 +103,26 @@ def test_min_sq_distances_in_blocks_equals_one_block(rng, monkeypatch):
         min_sq_distances(A, B, deadline=Deadline(0.0))
 
 
-def test_kmeans_plusplus_is_d2_sampling(rng):
-    """Two far groups: after a first point in one group, D² sampling takes the second from the other group."""
-    x = np.r_[rng.normal(size=(100, 3)), rng.normal(size=(100, 3)) + 100].astype(np.float32)
-    for seed in range(20):
-        c = kmeans_plusplus(x, 2, np.random.default_rng(seed))
-        assert c.shape == (2, 3) and c.dtype == np.float32
-        assert {bool(v) for v in c[:, 0] > 50} == {True, False}
-    a = kmeans_plusplus(x, 5, np.random.default_rng(1))
-    np.testing.assert_array_equal(a, kmeans_plusplus(x, 5, np.random.default_rng(1)))
+def test_kmeans_plusplus_is_d2_sampling():
+    """Four far-apart groups: D² sampling takes one seed from each, and every seed is a row of x."""
+    rng = np.random.default_rng(1)
+    centers = np.array([[0.0] * 4, [100.0] * 4, [-100.0] * 4, [0, 100.0, 0, -100.0]])
+    x = np.concatenate([c + rng.normal(size=(50, 4)) for c in centers]).astype(np.float32)
+    for seed in range(10):
+        seeds = kmeans_plusplus(x, 4, np.random.default_rng(seed))
+        assert seeds.shape == (4, 4) and seeds.dtype == np.float32
+        rows = [int(np.flatnonzero((x == s).all(1))[0]) for s in seeds]
+        assert sorted(r // 50 for r in rows) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(
+        kmeans_plusplus(x, 5, np.random.default_rng(3)), kmeans_plusplus(x, 5, np.random.default_rng(3))
+    )
     with pytest.raises(DeadlineExceeded):
         kmeans_plusplus(x, 5, np.random.default_rng(1), deadline=Deadline(0.0))
+
+
+def test_kmeans_plusplus_on_identical_rows_still_returns_k_centers():
+    x = np.ones((5, 3), np.float32)
+    assert kmeans_plusplus(x, 4, np.random.default_rng(0)).shape == (4, 3)
 
 
 def test_d2_sample_distinct_never_repeats_even_on_duplicates():
@@ -177,3 +205,42 @@ def test_nearest_keys_never_scales_the_callers_rows_in_place(rng):
     before = x.copy()
     nearest_keys(x, x[:3], 3, normalise=True)
     np.testing.assert_array_equal(x, before)
+
+
+def test_nearest_distinct_rows_match_brute_force_when_no_centroids_share_a_row(rng, monkeypatch):
+    x = rng.normal(size=(600, 8)).astype(np.float32)
+    c = x[rng.choice(600, 6, replace=False)] + np.float32(0.01)
+    whole = nearest_distinct_rows(x, c)
+    np.testing.assert_array_equal(whole, _brute_d2(c, x).argmin(1))
+    monkeypatch.setattr(nearest, "BLOCK_ROWS", 97)  # many blocks: the running top-k merge
+    np.testing.assert_array_equal(nearest_distinct_rows(x, c), whole)
+
+
+def test_nearest_distinct_rows_normalise_per_block_and_read_float16(rng, monkeypatch):
+    monkeypatch.setattr(nearest, "BLOCK_ROWS", 64)
+    X = (rng.normal(size=(500, 6)) * rng.uniform(0.5, 20, size=(500, 1))).astype(np.float16)
+    rows = np.array([3, 50, 100, 200, 400])
+    C = l2_normalise(X[rows]) + np.float32(1e-4)  # each centroid sits (almost) on one row, at other lengths in X
+    np.testing.assert_array_equal(nearest_distinct_rows(X, C, normalise=True), rows)
+    assert not np.array_equal(nearest_distinct_rows(X, C), rows)  # unnormalised, the lengths decide
+
+
+def test_nearest_distinct_rows_skip_rows_that_are_not_allowed():
+    X = np.array([[0.0], [0.1], [5.0], [5.2]], np.float32)
+    C = np.array([[0.0], [5.0]], np.float32)
+    np.testing.assert_array_equal(nearest_distinct_rows(X, C, allowed=np.array([False, True, False, True])), [1, 3])
+    with pytest.raises(ValueError, match="eligible"):
+        nearest_distinct_rows(X, C, allowed=np.array([True, False, False, False]))
+    with pytest.raises(ValueError, match="allowed"):
+        nearest_distinct_rows(X, C, allowed=np.array([True, False]))
+    assert len(set(nearest_distinct_rows(np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32)))) == 4
+
+
+@pytest.mark.parametrize(("offset", "n", "cell_rows"), [(0, 10, 4), (3, 10, 4), (8, 4, 4), (5, 0, 4), (0, 7, 100)])
+def test_grid_cells_cover_the_slice_once_on_the_global_grid(offset, n, cell_rows):
+    cells = list(grid_cells(offset, n, cell_rows))
+    covered = np.concatenate([np.arange(a, e) for _, a, e in cells]) if cells else np.zeros(0, int)
+    np.testing.assert_array_equal(covered, np.arange(n))  # every row once, in order
+    for cell, a, e in cells:
+        assert 0 <= a < e <= n
+        assert ((np.arange(a, e) + offset) // cell_rows == cell).all()  # a cell holds only its own global rows

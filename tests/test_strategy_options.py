@@ -62,7 +62,10 @@ def test_every_number_has_both_bounds_in_the_published_schema(name):
         ("dropquery", {"pass_seed": 3}, "pass_seed"),  # the service's, not the request's
         ("dropquery", {"random_state": 3}, "random_state"),
         ("dropquery", {"nope": 1}, "nope"),
+        ("dropquery", {"kmeans_tol": -1e-3}, "kmeans_tol"),
         ("centroid", {"n_init": 1_000_000}, "n_init"),
+        ("centroid", {"kmeans_tol": 0.5}, "kmeans_tol"),
+        ("typiclust", {"kmeans_tol": "1e-4"}, "kmeans_tol"),
         ("bald", {"n_passes": 1_000_000}, "n_passes"),
         ("powerbald", {"beta": -1.0}, "beta"),
         ("probcover", {"delta": 2.5}, "delta"),

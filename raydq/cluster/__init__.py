@@ -1,12 +1,11 @@
-"""k-means backends (cuML on a GPU, our numpy Lloyd or faiss on the CPU; chosen once by probing), the threads
-numeric work may use, and the nearest-row search that turns centroids into pool items."""
+"""k-means backends (cuML on a GPU, our numpy Lloyd or faiss on the CPU; chosen once by probing) and the array
+module work beside k-means runs on. The kernels they share (seeding, assignment, nearest rows, threads) live in
+``raydq.numerics``."""
 
 from raydq.cluster.backends import DEFAULT_TOL, FaissKmeans, KmeansBase, NumpyKmeans
-from raydq.cluster.choose import BACKENDS, kmeans, kmeans_backend_name, make_kmeans, probe_backend
+from raydq.cluster.choose import BACKENDS, array_module, kmeans, kmeans_backend_name, make_kmeans, probe_backend
 from raydq.cluster.cuda import CumlKmeans
-from raydq.cluster.lloyd import kmeans_plusplus, lloyd, nearest_centroid
-from raydq.cluster.nearest import nearest_distinct
-from raydq.cluster.threads import cpu_budget
+from raydq.cluster.lloyd import lloyd
 
 __all__ = [
     "BACKENDS",
@@ -15,13 +14,10 @@ __all__ = [
     "FaissKmeans",
     "KmeansBase",
     "NumpyKmeans",
-    "cpu_budget",
+    "array_module",
     "kmeans",
     "kmeans_backend_name",
-    "kmeans_plusplus",
     "lloyd",
     "make_kmeans",
-    "nearest_centroid",
-    "nearest_distinct",
     "probe_backend",
 ]

@@ -13,9 +13,12 @@ import contextlib
 
 import numpy as np
 
-from raydq.cluster.lloyd import ArrayModule, kmeans_plusplus, lloyd, nearest_centroid
-from raydq.cluster.threads import blas_threads, cpu_budget, single_thread_blas
+from raydq.cluster.lloyd import lloyd
 from raydq.deadline import Deadline, check
+from raydq.numerics.array_module import ArrayModule, to_host
+from raydq.numerics.distances import nearest_centroid
+from raydq.numerics.seeding import kmeans_plusplus
+from raydq.numerics.threads import blas_threads, cpu_budget, single_thread_blas
 
 #: Default relative objective change below which training stops (cuML's default is the same number). Measured with
 #: ``python bench/kmeans.py --sweep`` against 25 fixed iterations: Fashion-MNIST embeddings 20,000 x 1280 -> 100
@@ -110,7 +113,7 @@ class KmeansBase:
                 if best is None or run[1][-1] < best[1][-1]:
                     best = run
         centroids, obj, iterations = best
-        self.centroids = as_f32(self._to_host(centroids))
+        self.centroids = as_f32(to_host(centroids))
         self.obj = np.asarray(obj, dtype=np.float64)
         self.iterations = int(iterations)
         return float(self.obj[-1])
@@ -125,7 +128,7 @@ class KmeansBase:
             dist, idx = nearest_centroid(
                 x, xp.asarray(self.centroids), xp=xp, n_threads=cpu_budget() if self.row_threads else 1
             )
-        return self._to_host(dist), self._to_host(idx)
+        return to_host(dist), to_host(idx)
 
     # -- what a backend provides ----------------------------------------------------------------------------------
     def _fit(self, x, init, deadline: Deadline | None) -> tuple[object, np.ndarray, int]:
@@ -138,9 +141,6 @@ class KmeansBase:
     def _thread_limits(self) -> contextlib.AbstractContextManager:
         """BLAS threads while training and assigning: this process's CPU budget, or one per row thread."""
         return single_thread_blas() if self.row_threads else blas_threads(cpu_budget())
-
-    def _to_host(self, a) -> np.ndarray:
-        return a
 
     def _check_input(self, x) -> np.ndarray:
         x = as_f32(x)

@@ -13,8 +13,9 @@ import warnings
 
 import numpy as np
 
-from raydq.cluster.backends import DEFAULT_TOL, FaissKmeans, KmeansBase, NumpyKmeans
+from raydq.cluster.backends import FaissKmeans, KmeansBase, NumpyKmeans
 from raydq.cluster.cuda import CumlKmeans, cupy_module, device_visible
+from raydq.numerics.array_module import ArrayModule
 
 log = logging.getLogger(__name__)
 
@@ -84,50 +85,28 @@ def kmeans_backend_name() -> str:
     return name
 
 
-def make_kmeans(
-    d: int,
-    k: int,
-    *,
-    niter: int = 25,
-    seed: int = 1234,
-    n_init: int = 1,
-    max_points_per_centroid: int | None = 256,
-    tol: float = DEFAULT_TOL,
-    backend: str | None = None,
-) -> KmeansBase:
-    """A k-means object of the probed backend (or the one ``backend`` names), faiss's ``Kmeans`` surface."""
+def array_module() -> ArrayModule:
+    """The array module this process's k-means computes on: cupy where the backend is cuML (work the size of an
+    assignment pass that follows k-means, such as the nearest-distinct-row search, belongs on the same device), else
+    numpy."""
+    return cupy_module() if kmeans_backend_name() == "cuml" else np
+
+
+def make_kmeans(d: int, k: int, *, backend: str | None = None, **params) -> KmeansBase:
+    """A k-means object of the probed backend (or the one ``backend`` names), faiss's ``Kmeans`` surface. ``params``
+    are ``KmeansBase``'s keywords (``niter``, ``seed``, ``n_init``, ``max_points_per_centroid``, ``tol``), passed on
+    as given: the backend validates them, and a misspelt one fails at once."""
     name = backend or kmeans_backend_name()
     if name not in _CLASSES:
         raise ValueError(f"unknown k-means backend {name!r}; choose one of {BACKENDS}")
-    return _CLASSES[name](
-        d, k, niter=niter, seed=seed, n_init=n_init, max_points_per_centroid=max_points_per_centroid, tol=tol
-    )
+    return _CLASSES[name](d, k, **params)
 
 
-def kmeans(
-    x: np.ndarray,
-    k: int,
-    *,
-    niter: int = 25,
-    seed: int = 1234,
-    n_init: int = 1,
-    max_points_per_centroid: int | None = 256,
-    tol: float = DEFAULT_TOL,
-    backend: str | None = None,
-) -> np.ndarray:
-    """Centroids (k, d) of the rows of ``x``."""
+def kmeans(x: np.ndarray, k: int, *, backend: str | None = None, **params) -> np.ndarray:
+    """Centroids (k, d) of the rows of ``x`` (``params`` as for ``make_kmeans``)."""
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D, got shape {x.shape}")
-    km = make_kmeans(
-        x.shape[1],
-        k,
-        niter=niter,
-        seed=seed,
-        n_init=n_init,
-        max_points_per_centroid=max_points_per_centroid,
-        tol=tol,
-        backend=backend,
-    )
+    km = make_kmeans(x.shape[1], k, backend=backend, **params)
     km.train(x)
     return km.centroids

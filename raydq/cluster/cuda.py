@@ -2,8 +2,8 @@
 
 Only this module imports cupy and cuML, and only when a device backend is used (both import on machines without a
 GPU and then fail on every call, so importing proves nothing; ``raydq.cluster.choose`` runs a tiny fit instead).
-The k-means++ seeding, the final assignment and ``nearest_distinct``'s search are the same functions the CPU
-backends run (``raydq.cluster.lloyd``), given cupy as their array module: nothing of size n goes back to the host.
+The k-means++ seeding, the final assignment and the nearest-distinct-row search are the same functions the CPU
+backends run (``raydq.numerics``), given cupy as their array module: nothing of size n goes back to the host.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from raydq.cluster.backends import KmeansBase
-from raydq.cluster.lloyd import ArrayModule
 from raydq.deadline import Deadline, check
+from raydq.numerics.array_module import ArrayModule
 
 
 def cupy_module() -> ArrayModule:
@@ -44,9 +44,6 @@ class CumlKmeans(KmeansBase):
 
     def _xp(self) -> ArrayModule:
         return cupy_module()
-
-    def _to_host(self, a) -> np.ndarray:
-        return a.get() if hasattr(a, "get") else np.asarray(a)
 
     def _fit(self, x, init, deadline: Deadline | None):
         from cuml.cluster import KMeans

@@ -1,11 +1,8 @@
-"""Lloyd's k-means at the cost of its matrix products, and the kernels every backend shares.
+"""Lloyd's k-means at the cost of its matrix products: the numpy backend's loop.
 
-``kmeans_plusplus`` (seeding) and ``nearest_centroid`` (assignment) are written against an array module ``xp``:
-numpy here, cupy when the device backend passes it, so the same lines run on the CPU and on a GPU.
-
-``lloyd`` is the numpy loop. One iteration is one assignment pass (``x @ c.T`` in row chunks, with precomputed
-norms) followed by the centroid update. The update is incremental: only rows whose cluster changed are added to
-their new cluster's sum and taken from their old one. The first iteration touches every row, and after a few
+One iteration is one assignment pass (``raydq.numerics.distances.nearest_centroid``: ``x @ c.T`` in row chunks, with
+precomputed norms) followed by the centroid update. The update is incremental: only rows whose cluster changed are
+added to their new cluster's sum and taken from their old one. The first iteration touches every row, and after a few
 iterations only a few percent do, so the update costs almost nothing beside the matrix product. It runs as a sparse
 (k x n) +1/-1 matrix times ``x`` (scipy), which needs no gathered copy of the moved rows. Measured on 25,600 x 768
 into 100 clusters (the shared 2-core machine, loaded): 18 ms for all rows, against 300 ms for sort +
@@ -19,113 +16,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from raydq.deadline import Deadline, check
-
-ArrayModule = Any  # numpy, or cupy on a device
-
-#: Bytes of the (chunk, k) score block of one assignment step: large enough for an efficient matrix product,
-#: small enough to stay in cache for the argmax that follows.
-SCORE_BLOCK_BYTES = 4 << 20
-MIN_CHUNK_ROWS = 256
-DEVICE_CHUNK_ROWS = 1 << 15
-
-
-def row_norms_sq(x, xp: ArrayModule = np):
-    """Squared L2 norm of each row (float32)."""
-    return xp.einsum("ij,ij->i", x, x)
-
-
-def default_chunk_rows(k: int) -> int:
-    return max(MIN_CHUNK_ROWS, SCORE_BLOCK_BYTES // (4 * max(1, k)))
-
-
-def kmeans_plusplus(x, k: int, rng: np.random.Generator, *, xp: ArrayModule = np, deadline: Deadline | None = None):
-    """k-means++ seeding (D² sampling) of ``k`` centers among the rows of ``x`` (float32, on ``xp``'s device).
-
-    The random draws come from the host generator ``rng``, so one seed gives one start on either device."""
-    n = len(x)
-    sq = row_norms_sq(x, xp)
-    centers = xp.empty((k, x.shape[1]), dtype=xp.float32)
-    first = int(rng.integers(n))
-    centers[0] = x[first]
-    closest = xp.maximum(sq - 2.0 * (x @ x[first]) + sq[first], 0.0)
-    for j in range(1, k):
-        check(deadline)
-        cdf = xp.cumsum(closest, dtype=xp.float64)
-        total = float(cdf[-1])
-        if total <= 0:  # every row sits on a center already: any row will do
-            nxt = int(rng.integers(n))
-        else:
-            target = xp.asarray([rng.random() * total])
-            nxt = min(int(xp.searchsorted(cdf, target, side="right")[0]), n - 1)
-        centers[j] = x[nxt]
-        closest = xp.minimum(closest, xp.maximum(sq - 2.0 * (x @ x[nxt]) + sq[nxt], 0.0))
-    return centers
-
-
-def nearest_centroid(
-    x,
-    c,
-    *,
-    xp: ArrayModule = np,
-    x_sq=None,
-    chunk_rows: int | None = None,
-    n_threads: int = 1,
-    pool: ThreadPoolExecutor | None = None,
-):
-    """``(dist, idx)``: squared distance to, and index of, the nearest row of ``c`` for each row of ``x``.
-
-    ``x`` may live on the host while ``xp`` is cupy: each row chunk is moved to the device as it is used. ``x_sq``
-    (the rows' squared norms, on ``xp``) saves recomputing them on every pass of a loop. Ties go to the lower index.
-
-    With numpy and ``n_threads > 1`` the row chunks run on that many threads, each doing its own products, argmax
-    and distances. Run it under single-threaded BLAS then (``single_thread_blas``): the products are as fast as
-    with BLAS threads, and the rest of the pass, which BLAS threads would leave to one core, is split too. A loop
-    passes its ``pool`` (of ``n_threads`` workers), so that threads start once, not on every pass.
-    """
-    c = xp.asarray(c, dtype=xp.float32)
-    n, k = len(x), len(c)
-    c_t = xp.ascontiguousarray(c.T)
-    half_c_sq = 0.5 * row_norms_sq(c, xp)
-    if xp is np:  # a few chunks per thread, so that threads finish together
-        threads = max(1, int(n_threads))
-        chunk = chunk_rows or min(default_chunk_rows(k), max(MIN_CHUNK_ROWS, -(-n // (4 * threads))))
-    else:  # a device wants large products; its memory holds the score block easily
-        threads, chunk = 1, chunk_rows or max(default_chunk_rows(k), DEVICE_CHUNK_ROWS)
-    starts = range(0, max(n, 1), chunk)
-    threads = min(threads, len(starts))
-    dist = xp.empty(n, dtype=xp.float32)
-    idx = xp.empty(n, dtype=xp.int64)
-
-    def run(worker: int) -> None:
-        scores = xp.empty((min(chunk, n), k), dtype=xp.float32)
-        for s in starts[worker::threads]:
-            xs = xp.asarray(x[s : s + chunk], dtype=xp.float32)
-            m = len(xs)
-            block = scores[:m]
-            xp.matmul(xs, c_t, out=block)
-            block -= half_c_sq  # x.c - |c|²/2 is largest for the nearest c: |x - c|² = |x|² - 2 (x.c - |c|²/2)
-            i = block.argmax(axis=1)
-            best = block[xp.arange(m), i]
-            xs_sq = row_norms_sq(xs, xp) if x_sq is None else x_sq[s : s + m]
-            dist[s : s + m] = xp.maximum(xs_sq - 2.0 * best, 0.0)
-            idx[s : s + m] = i
-
-    if threads == 1:
-        run(0)
-    elif pool is not None:
-        for f in [pool.submit(run, w) for w in range(threads)]:
-            f.result()
-    else:
-        with ThreadPoolExecutor(threads) as own:
-            for f in [own.submit(run, w) for w in range(threads)]:
-                f.result()
-    return dist, idx
+from raydq.numerics.distances import nearest_centroid
+from raydq.numerics.norms import row_sq_norms
 
 
 @dataclass(frozen=True)
@@ -206,7 +103,7 @@ def lloyd(
     """
     n, _ = x.shape
     k = len(init)
-    x_sq = row_norms_sq(x)
+    x_sq = row_sq_norms(x)
     c = np.array(init, dtype=np.float32)
     labels = np.full(n, -1, dtype=np.int64)  # -1: in no cluster yet
     sums = np.zeros(c.shape, dtype=np.float64)

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from raydq.estimator import check_random_state, init_params
-from raydq.numerics.blas_threads import single_thread_blas
 from raydq.numerics.dropout_passes import keep_mask
 from raydq.numerics.probability import log_softmax, softmax
+from raydq.numerics.threads import single_thread_blas
 
 _BN_EPS = 1e-5
 _BN_MOMENTUM = 0.1

@@ -8,15 +8,16 @@ is still an independent Bernoulli(q) draw, exactly as in per-element inverted dr
 into the weights (``(x * m / q) @ W == (x * m) @ (W / q)``). Keep probabilities that are not dyadic fall back to
 float uniforms.
 
-Rows are processed in fixed chunks, each with its own generator derived from ``(seed, chunk index)``, so the result
-does not depend on how many threads ran the chunks, and memory stays O(chunk) beyond the outputs. Features may be
+Rows are processed in the cells of a global row grid (``raydq.numerics.grid``), each with its own generator derived
+from ``(seed, cell)``, so the result does not depend on how many threads ran the chunks or on how the pool is
+sharded, and memory stays O(chunk) beyond the outputs. A GPU shard runs the same passes in torch
+(``raydq.numerics.device``). Features may be
 stored as float16: each chunk is converted to float32 on its own (a float16 pool never gets a float32 copy), and a
 deadline is checked before every chunk.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -24,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from raydq.numerics.blas_threads import single_thread_blas
+from raydq.deadline import Deadline, check
+from raydq.numerics.grid import cell_seed, grid_cells
+from raydq.numerics.threads import cpu_budget, single_thread_blas
 
 _MAX_BITS = 16
 DEFAULT_CHUNK_ROWS = 1024
@@ -39,8 +42,21 @@ def dyadic_keep(keep_prob: float) -> tuple[int, int] | None:
     return frac.numerator, den.bit_length() - 1
 
 
-def _chunk_rng(seed: int, chunk: int) -> np.random.Generator:
-    return np.random.Generator(np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(chunk,))))
+def check_dropout(dropout: float) -> float:
+    """The keep probability ``1 - dropout``; a clear error unless ``0 <= dropout < 1``."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    return 1.0 - dropout
+
+
+def check_count_passes(n_passes: int) -> None:
+    """Mismatch counts are uint8: 1 to 255 passes."""
+    if not 1 <= n_passes <= 255:
+        raise ValueError(f"n_passes must be in [1, 255], got {n_passes}")
+
+
+def _cell_rng(seed: int, cell: int) -> np.random.Generator:
+    return np.random.Generator(np.random.SFC64(cell_seed(seed, cell)))
 
 
 def keep_mask(rng: np.random.Generator, n_rows: int, n_cols: int, keep_prob: float) -> np.ndarray:
@@ -85,7 +101,7 @@ def map_dropout_chunks(
     row_offset: int = 0,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     n_threads: int | None = None,
-    deadline=None,
+    deadline: Deadline | None = None,
 ) -> None:
     """For each row chunk ``X[s:e]`` call ``fn(s, logits, [logits under dropout pass k for k < n_passes])``.
 
@@ -93,13 +109,12 @@ def map_dropout_chunks(
     torch does) is applied to the features in each pass. ``X`` holds global rows ``row_offset ..``; chunks follow a
     global grid of ``chunk_rows`` rows and each grid cell has its own generator, so a row's masks depend only on
     ``(seed, global row)`` and a pool split into shards gets the same masks as the whole pool. ``fn`` must only write
-    its own rows of its outputs; chunks run on ``n_threads`` threads (default: the CPU count). ``X`` may be float16
-    or float32 (arithmetic is float32). ``deadline`` (a ``raydq.deadline.Deadline``) is checked before each chunk;
-    its ``DeadlineExceeded`` stops every thread at its next chunk and propagates.
+    its own rows of its outputs; chunks run on ``n_threads`` threads (default: ``cpu_budget()``, so a shard actor
+    uses its CPU allotment). ``X`` may be float16 or float32 (arithmetic is float32). ``deadline`` (a
+    ``raydq.deadline.Deadline``) is checked before each chunk; its ``DeadlineExceeded`` stops every thread at its next
+    chunk and propagates.
     """
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    keep = 1.0 - dropout
+    keep = check_dropout(dropout)
     X = np.asarray(X)
     if X.dtype not in (np.float16, np.float32):
         raise ValueError(f"X must be float16 or float32, got {X.dtype}")
@@ -109,21 +124,17 @@ def map_dropout_chunks(
     b = np.asarray(b, dtype=np.float32)
     W_scaled = (W / np.float32(keep)).astype(np.float32)
     n, d = X.shape
-    first, last = row_offset // chunk_rows, -(-(row_offset + n) // chunk_rows)
-    cells = range(first, last)
-    threads = max(1, min(n_threads or os.cpu_count() or 1, len(cells)))
+    cells = list(grid_cells(row_offset, n, chunk_rows))
+    threads = max(1, min(n_threads or cpu_budget(), len(cells)))
 
     def run(worker: int) -> None:
         buf = np.empty((chunk_rows, d), dtype=np.float32)
-        for cell in cells[worker::threads]:
-            if deadline is not None:
-                deadline.check()
-            a = max(cell * chunk_rows, row_offset) - row_offset
-            e = min((cell + 1) * chunk_rows, row_offset + n) - row_offset
+        for cell, a, e in cells[worker::threads]:
+            check(deadline)
             xs = np.asarray(X[a:e], dtype=np.float32)
             out = buf[: e - a]
             logits = xs @ W + b
-            rng = _chunk_rng(seed, cell)
+            rng = _cell_rng(seed, cell)
             lo = a + row_offset - cell * chunk_rows  # this shard's rows inside the grid cell
             passes = []
             for _ in range(n_passes):
@@ -146,8 +157,7 @@ def mismatch_counts(
     """``(y_star, counts)``: the unperturbed argmax per row and how many of ``n_passes`` dropout passes disagree.
 
     The other keywords (dropout, seed, row_offset, chunk_rows, n_threads, deadline) are ``map_dropout_chunks``'s."""
-    if not 1 <= n_passes <= 255:
-        raise ValueError(f"n_passes must be in [1, 255], got {n_passes}")
+    check_count_passes(n_passes)
     n = len(X)
     y_star = np.empty(n, dtype=np.int32)
     counts = np.empty(n, dtype=np.uint8)

@@ -8,7 +8,9 @@
    row not already taken, centroids whose nearest row is closest choosing first.
 
 With ``keep`` = the number of centroids every centroid is sure to find a free row, so the result equals the
-single-machine answer of "nearest distinct row per centroid".
+single-machine answer of "nearest distinct row per centroid": ``nearest_distinct_rows`` runs both steps on one
+machine. The search runs on an array module ``xp`` (cupy puts it on the GPU that clustered; rows are moved there
+block by block) and only the (k, keep) keys come back to the host.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from raydq.deadline import Deadline, check
+from raydq.numerics.array_module import ArrayModule, to_host
+from raydq.numerics.distances import sq_distances
+from raydq.numerics.grid import grid_cells
 from raydq.numerics.norms import l2_normalise, row_sq_norms
 
 _ROW_BITS = np.uint64(32)
@@ -29,10 +35,10 @@ _NONE = np.uint64(2**64 - 1)  # an empty slot: larger than every real key
 BLOCK_ROWS = 8192
 
 
-def pack_keys(d2: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def pack_keys(d2, rows, xp: ArrayModule = np):
     """uint64 keys ordering first by squared distance ``d2`` (float32, >= 0) and then by global row (< 2**32)."""
-    d2 = np.maximum(d2, np.float32(0)).astype(np.float32, copy=False) + np.float32(0)  # no -0.0
-    return (d2.view(np.uint32).astype(np.uint64) << _ROW_BITS) | (np.asarray(rows, dtype=np.uint64) & _ROW_MASK)
+    d2 = xp.maximum(d2, xp.float32(0)).astype(xp.float32, copy=False) + xp.float32(0)  # no -0.0
+    return (d2.view(xp.uint32).astype(xp.uint64) << _ROW_BITS) | (xp.asarray(rows, dtype=xp.uint64) & _ROW_MASK)
 
 
 def unpack_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,11 +50,11 @@ def unpack_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(empty, np.float32(np.inf), d2), np.where(empty, -1, rows)
 
 
-def _smallest(keys: np.ndarray, keep: int) -> np.ndarray:
+def _smallest(keys, keep: int, xp: ArrayModule = np):
     """The ``keep`` smallest keys of every row of a (k, m) key array, sorted."""
     if keys.shape[1] > keep:
-        keys = np.partition(keys, keep - 1, axis=1)[:, :keep]
-    return np.sort(keys, axis=1)
+        keys = xp.partition(keys, keep - 1, axis=1)[:, :keep]
+    return xp.sort(keys, axis=1)
 
 
 def nearest_keys(
@@ -59,45 +65,41 @@ def nearest_keys(
     allowed: np.ndarray | None = None,
     normalise: bool = False,
     row_offset: int = 0,
-    deadline=None,
+    xp: ArrayModule = np,
+    deadline: Deadline | None = None,
 ) -> np.ndarray:
     """``(k, keep)`` sorted keys (see ``pack_keys``) of the ``keep`` nearest rows of ``x`` per centroid, rows numbered
-    from ``row_offset``; only rows where ``allowed`` is True count. ``x`` may be float16 (converted per block), rows
-    are L2-normalised per block with ``normalise``, and ``deadline`` is checked between blocks. Memory stays
-    O(k x (block + keep))."""
-    c = np.ascontiguousarray(centroids, dtype=np.float32)
-    if x.ndim != 2 or c.ndim != 2 or x.shape[1] != c.shape[1]:
-        raise ValueError(f"x {x.shape} and centroids {c.shape} must be 2-D with the same width")
+    from ``row_offset``; only rows where ``allowed`` (a host mask) is True count. ``x`` may be float16 (converted per
+    block), rows are L2-normalised per block with ``normalise``, and ``deadline`` is checked between blocks. The
+    distances are computed on ``xp``; memory stays O(k x (block + keep))."""
+    if x.ndim != 2 or np.ndim(centroids) != 2 or x.shape[1] != np.shape(centroids)[1]:
+        raise ValueError(f"x {x.shape} and centroids {np.shape(centroids)} must be 2-D with the same width")
     if row_offset + len(x) > 2**32:
         raise ValueError("nearest_keys numbers rows in 32 bits: a pool of more than 2**32 rows is not supported")
+    c = xp.asarray(centroids, dtype=xp.float32)
     k = len(c)
-    best = np.full((k, keep), _NONE, dtype=np.uint64)
+    best = xp.full((k, keep), _NONE, dtype=xp.uint64)
     if k == 0 or keep == 0:
-        return best[:, :keep]
-    c_sq = row_sq_norms(c)[:, None]
-    block = BLOCK_ROWS
-    n = len(x)
-    first = row_offset // block
-    for cell in range(first, -(-(row_offset + n) // block)):
-        if deadline is not None:
-            deadline.check()
-        a = max(cell * block, row_offset) - row_offset
-        e = min((cell + 1) * block, row_offset + n) - row_offset
-        xs = np.asarray(x[a:e], dtype=np.float32)
-        rows = np.arange(a + row_offset, e + row_offset, dtype=np.int64)
+        return to_host(best)
+    c_sq = row_sq_norms(c, xp)
+    for _, a, e in grid_cells(row_offset, len(x), BLOCK_ROWS):
+        check(deadline)
+        block = x[a:e]
+        xs = xp.asarray(block, dtype=xp.float32)
+        rows = xp.arange(a + row_offset, e + row_offset, dtype=xp.int64)
         if allowed is not None:
             ok = np.flatnonzero(allowed[a:e])
             if len(ok) == 0:
                 continue
-            xs, rows = xs[ok], rows[ok]
+            if len(ok) < e - a:
+                ok = xp.asarray(ok)
+                xs, rows = xs[ok], rows[ok]
         if normalise:
-            xs = l2_normalise(xs, copy=bool(np.may_share_memory(xs, x)))  # never scale the caller's rows in place
-        d2 = c @ xs.T
-        d2 *= -2
-        d2 += c_sq
-        d2 += row_sq_norms(xs)[None, :]
-        best = _smallest(np.concatenate([best, pack_keys(d2, np.broadcast_to(rows, d2.shape))], axis=1), keep)
-    return best
+            xs = l2_normalise(xs, copy=xs is block, xp=xp)  # never scale the caller's rows in place
+        d2 = sq_distances(c, xs, a_sq=c_sq, xp=xp)
+        keys = pack_keys(d2, xp.broadcast_to(rows, d2.shape), xp)
+        best = _smallest(xp.concatenate([best, keys], axis=1), keep, xp)
+    return to_host(best)
 
 
 def merge_nearest_keys(parts: Sequence[np.ndarray], keep: int) -> np.ndarray:
@@ -105,7 +107,7 @@ def merge_nearest_keys(parts: Sequence[np.ndarray], keep: int) -> np.ndarray:
     return _smallest(np.concatenate(list(parts), axis=1), keep)
 
 
-def resolve_distinct(keys: np.ndarray, *, deadline=None) -> np.ndarray:
+def resolve_distinct(keys: np.ndarray, *, deadline: Deadline | None = None) -> np.ndarray:
     """One distinct global row per centroid from merged sorted keys ``(k, m)``: centroids choose in the order of their
     nearest key (closest first), each taking its nearest row not taken yet."""
     k = len(keys)
@@ -113,8 +115,8 @@ def resolve_distinct(keys: np.ndarray, *, deadline=None) -> np.ndarray:
     taken: set[int] = set()
     out = np.full(k, -1, dtype=np.int64)
     for j in np.argsort(keys[:, 0], kind="stable"):
-        if deadline is not None and j % 256 == 0:
-            deadline.check()
+        if j % 256 == 0:
+            check(deadline)
         for r in rows[j]:
             if r >= 0 and int(r) not in taken:
                 taken.add(int(r))
@@ -126,11 +128,21 @@ def resolve_distinct(keys: np.ndarray, *, deadline=None) -> np.ndarray:
 
 
 def nearest_distinct_rows(
-    x: np.ndarray, centroids: np.ndarray, *, normalise: bool = False, deadline=None
+    x: np.ndarray,
+    centroids: np.ndarray,
+    *,
+    allowed: np.ndarray | None = None,
+    normalise: bool = False,
+    xp: ArrayModule = np,
+    deadline: Deadline | None = None,
 ) -> np.ndarray:
-    """Rows of an in-memory ``x``, one per centroid, all distinct (both steps on one machine)."""
+    """Rows of an in-memory ``x``, one per centroid, all distinct (both steps on one machine; see ``nearest_keys``
+    for the arguments)."""
     k = len(centroids)
-    if k > len(x):
-        raise ValueError(f"{k} centroids need at least {k} rows, got {len(x)}")
-    keys = nearest_keys(x, centroids, k, normalise=normalise, deadline=deadline)
+    if allowed is not None and np.shape(allowed) != (len(x),):
+        raise ValueError(f"allowed must be a boolean mask of shape ({len(x)},), got {np.shape(allowed)}")
+    eligible = len(x) if allowed is None else int(np.count_nonzero(allowed))
+    if k > eligible:
+        raise ValueError(f"{k} centroids need at least {k} eligible rows, got {eligible}")
+    keys = nearest_keys(x, centroids, k, allowed=allowed, normalise=normalise, xp=xp, deadline=deadline)
     return resolve_distinct(keys, deadline=deadline)

@@ -40,6 +40,14 @@ class StrategyOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` as a seed: an integer in [0, 2**64) (numpy integers too, booleans not), or a ValueError naming
+    ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value < 2**64:
+        raise ValueError(f"{name} must be an integer in [0, 2**64), got {value!r}")
+    return int(value)
+
+
 def _plain(value: Any) -> Any:
     """numpy scalars as Python scalars, so strict validation accepts ``np.int64(3)`` set in code."""
     return value.item() if isinstance(value, np.generic) else value
@@ -99,8 +107,7 @@ class QueryStrategy(ABC):
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+        seed = check_seed(seed)
         if self.needs_head and head is None:
             raise ValueError(f"{type(self).__name__} needs a fitted head")
         options = self._options()
@@ -109,7 +116,7 @@ class QueryStrategy(ABC):
             raise ValueError(f"batch_size={batch_size} exceeds the {counts.selectable} selectable unlabeled rows")
         batch_size = int(batch_size)
         selection = self._select(
-            shards, options, batch_size=batch_size, head=head, seed=int(seed), deadline=deadline, counts=counts
+            shards, options, batch_size=batch_size, head=head, seed=seed, deadline=deadline, counts=counts
         )
         rows = np.asarray(selection.rows, dtype=np.int64)
         if (

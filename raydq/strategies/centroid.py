@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from raydq.cluster import DEFAULT_TOL
 from raydq.numerics.nearest import merge_nearest_keys, nearest_keys, resolve_distinct
-from raydq.strategies.base import QueryStrategy, RandomState, StrategyOptions
+from raydq.strategies.base import QueryStrategy, RandomState
 from raydq.strategies.gather import join, sample_rows
-from raydq.strategies.kmeans import KMEANS_POINTS_PER_CENTROID, fit_kmeans
+from raydq.strategies.kmeans import KMEANS_POINTS_PER_CENTROID, KmeansOptions, fit_kmeans
 from raydq.strategies.shards import ArrayShard, Selection
 
 
@@ -37,12 +38,19 @@ class CentroidQuery(QueryStrategy):
     k-means trains on every row of a pool of up to ``KMEANS_POINTS_PER_CENTROID * batch_size`` rows, else on a
     uniform sample of about that many."""
 
-    class Options(StrategyOptions):
-        kmeans_niter: int = Field(25, ge=1, le=100, description="k-means iterations")
+    class Options(KmeansOptions):
         n_init: int = Field(1, ge=1, le=10, description="k-means runs; the one with the lowest objective wins")
 
-    def __init__(self, *, kmeans_niter: int = 25, n_init: int = 1, random_state: RandomState = None) -> None:
+    def __init__(
+        self,
+        *,
+        kmeans_niter: int = 25,
+        kmeans_tol: float = DEFAULT_TOL,
+        n_init: int = 1,
+        random_state: RandomState = None,
+    ) -> None:
         self.kmeans_niter = kmeans_niter
+        self.kmeans_tol = kmeans_tol
         self.n_init = n_init
         self.random_state = random_state
 
@@ -51,9 +59,17 @@ class CentroidQuery(QueryStrategy):
         fraction = min(1.0, KMEANS_POINTS_PER_CENTROID * batch_size / counts.rows)
         _, Z, _ = join(shards.map(sample_rows, fraction, sample_seed, normalise=True, deadline=deadline))
         km = fit_kmeans(
-            Z, batch_size, niter=options.kmeans_niter, seed=kmeans_seed, n_init=options.n_init, deadline=deadline
+            Z,
+            batch_size,
+            niter=options.kmeans_niter,
+            tol=options.kmeans_tol,
+            seed=kmeans_seed,
+            n_init=options.n_init,
+            deadline=deadline,
         )
-        info = {"sampled_rows": len(Z), "pool_rows": counts.rows} if fraction < 1.0 else {}
+        info = {"kmeans_iterations": km.iterations}
+        if fraction < 1.0:
+            info.update(sampled_rows=len(Z), pool_rows=counts.rows)
         del Z
         keys = shards.map(selectable_nearest_keys, km.centroids, batch_size, deadline=deadline)
         return Selection(resolve_distinct(merge_nearest_keys(keys, batch_size), deadline=deadline), info)

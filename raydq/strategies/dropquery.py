@@ -26,13 +26,15 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
+from raydq.cluster import DEFAULT_TOL, array_module
 from raydq.deadline import Deadline, check
 from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS, mismatch_counts
 from raydq.numerics.nearest import nearest_distinct_rows
 from raydq.numerics.norms import l2_normalise
 from raydq.numerics.uniforms import row_uniforms
-from raydq.strategies.base import QueryStrategy, RandomState, StrategyOptions
-from raydq.strategies.kmeans import fit_kmeans
+from raydq.strategies.base import QueryStrategy, RandomState, check_seed
+from raydq.strategies.gather import join
+from raydq.strategies.kmeans import KmeansOptions, fit_kmeans
 from raydq.strategies.shards import ArrayShard, Selection
 
 #: The default cap on the candidates k-means clusters. k-means costs candidates x clusters x D per iteration, so the
@@ -176,13 +178,6 @@ def candidate_cap(batch_size: int, max_candidates: int | None) -> int:
     return max(MIN_POINTS_PER_CENTROID * batch_size, min(MIN_CANDIDATE_CAP, CANDIDATE_WORK // batch_size))
 
 
-def _gather(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Join the shards' (rows, embeddings); one shard's arrays are used as they are (no copy)."""
-    if len(parts) == 1:
-        return parts[0][0].astype(np.int64, copy=False), parts[0][1]
-    return np.concatenate([p[0] for p in parts]).astype(np.int64), np.concatenate([p[1] for p in parts])
-
-
 class DropQuery(QueryStrategy):
     """Uncertain rows by dropout disagreement, made diverse by k-means.
 
@@ -208,6 +203,8 @@ class DropQuery(QueryStrategy):
         Candidates beyond this are thinned by uniform sampling before k-means; None means
         ``max(64 * batch_size, min(20000, 200000 // batch_size))`` (``candidate_cap``).
     kmeans_niter : int, default=25
+    kmeans_tol : float, default=1e-4
+        k-means on the candidates stops early once an iteration gains less than this fraction of its objective.
     chunk_rows : int, default=1024
         Rows per dropout chunk (bounds memory; part of what a seed reproduces).
     pass_seed : int or None, default=None
@@ -219,7 +216,7 @@ class DropQuery(QueryStrategy):
     needs_head = True
     not_request_settable = frozenset({"random_state", "pass_seed"})
 
-    class Options(StrategyOptions):
+    class Options(KmeansOptions):
         dropout: float = Field(0.75, ge=0.0, le=0.95, description="dropout rate of the passes")
         n_passes: int = Field(3, ge=1, le=32, description="dropout passes M (each costs one pass over the pool)")
         candidate_factor: float = Field(
@@ -231,7 +228,6 @@ class DropQuery(QueryStrategy):
         max_candidates: int | None = Field(
             None, ge=1, le=100_000, description="cap on the candidates k-means clusters (default: automatic)"
         )
-        kmeans_niter: int = Field(25, ge=1, le=100, description="k-means iterations on the candidates")
         chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=64, le=16384, description="rows per dropout chunk")
 
         @model_validator(mode="after")
@@ -251,6 +247,7 @@ class DropQuery(QueryStrategy):
         random_fill: bool = True,
         max_candidates: int | None = None,
         kmeans_niter: int = 25,
+        kmeans_tol: float = DEFAULT_TOL,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         pass_seed: int | None = None,
         random_state: RandomState = None,
@@ -263,22 +260,17 @@ class DropQuery(QueryStrategy):
         self.random_fill = random_fill
         self.max_candidates = max_candidates
         self.kmeans_niter = kmeans_niter
+        self.kmeans_tol = kmeans_tol
         self.chunk_rows = chunk_rows
         self.pass_seed = pass_seed
         self.random_state = random_state
 
     def _select(self, shards, options, *, batch_size, head, seed, deadline, counts):
-        if self.pass_seed is not None and (
-            isinstance(self.pass_seed, bool)
-            or not isinstance(self.pass_seed, int | np.integer)
-            or not 0 <= self.pass_seed < 2**64
-        ):
-            raise ValueError(f"pass_seed must be None or an integer in [0, 2**64), got {self.pass_seed!r}")
         mask_seed, sample_seed, fill_seed, kmeans_seed = (
             int(s) for s in np.random.SeedSequence(seed).generate_state(4)
         )
         if self.pass_seed is not None:
-            mask_seed = int(self.pass_seed)
+            mask_seed = check_seed(self.pass_seed, "pass_seed")
         W, b = head.affine()
         passes = DropoutPasses(W, b, options.dropout, options.n_passes, mask_seed, options.chunk_rows)
         t0 = time.perf_counter()
@@ -314,16 +306,23 @@ class DropQuery(QueryStrategy):
             info.update(random_fill=need, clustered=0, phase2_seconds=time.perf_counter() - t1)
             return Selection(rows, info)
         keep_fraction = min(1.0, candidate_cap(batch_size, options.max_candidates) / n_cand)
-        rows, Z = _gather(
+        rows, Z = join(
             shards.map(
                 phase2_candidates, passes, t, head, keep_fraction=keep_fraction, seed=sample_seed, deadline=deadline
             )
         )
         if len(rows) < batch_size:  # thinning left too few (only possible for a tiny cap): keep every candidate
-            rows, Z = _gather(
+            rows, Z = join(
                 shards.map(phase2_candidates, passes, t, head, keep_fraction=1.0, seed=sample_seed, deadline=deadline)
             )
-        km = fit_kmeans(Z, batch_size, niter=options.kmeans_niter, seed=kmeans_seed, deadline=deadline)
-        picked = nearest_distinct_rows(Z, km.centroids, deadline=deadline)
-        info.update(random_fill=0, clustered=len(rows), phase2_seconds=time.perf_counter() - t1)
+        km = fit_kmeans(
+            Z, batch_size, niter=options.kmeans_niter, tol=options.kmeans_tol, seed=kmeans_seed, deadline=deadline
+        )
+        picked = nearest_distinct_rows(Z, km.centroids, xp=array_module(), deadline=deadline)
+        info.update(
+            random_fill=0,
+            clustered=len(rows),
+            kmeans_iterations=km.iterations,
+            phase2_seconds=time.perf_counter() - t1,
+        )
         return Selection(rows[picked], info)

@@ -52,10 +52,12 @@ def sample_rows(
     return shard.global_rows(local), X, shard.status[local].copy()
 
 
-def join(parts: list[Gathered]) -> Gathered:
+def join(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """The shards' tuples of arrays (rows first) joined field by field in shard order; one shard's arrays are used
+    as they are (no copy)."""
     if len(parts) == 1:
         return parts[0]
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+    return tuple(np.concatenate(field) for field in zip(*parts, strict=True))
 
 
 class GatheredOptions(StrategyOptions):

@@ -11,12 +11,13 @@ import hashlib
 import numpy as np
 from pydantic import Field
 
+from raydq.cluster import DEFAULT_TOL
 from raydq.deadline import check
 from raydq.numerics.distances import BLOCK_ELEMENTS, sq_distances
 from raydq.numerics.norms import l2_normalise
 from raydq.strategies.base import RandomState
 from raydq.strategies.gather import GATHER_LIMIT, GatheredOptions, GatheredQuery
-from raydq.strategies.kmeans import KMEANS_POINTS_PER_CENTROID, fit_kmeans
+from raydq.strategies.kmeans import KMEANS_POINTS_PER_CENTROID, KmeansOptions, fit_kmeans
 
 _GRAPH_CACHE: dict = {}  # ProbCover's last delta-ball graph (one pool's worth)
 
@@ -28,14 +29,13 @@ class TypiClustQuery(GatheredQuery):
     the ``k_neighbors`` nearest neighbours within the cluster (scored on a sample of ``max_cluster_rows`` rows of a
     larger cluster, since it needs all pairwise distances)."""
 
-    class Options(GatheredOptions):
+    class Options(GatheredOptions, KmeansOptions):
         k_neighbors: int = Field(20, ge=1, le=100, description="neighbours that define typicality")
         max_clusters: int = Field(500, ge=1, le=1000, description="cap on the k-means clusters")
         min_cluster_size: int = Field(5, ge=1, le=1000, description="smaller clusters are skipped")
         max_cluster_rows: int = Field(
             5000, ge=10, le=8192, description="typicality of a larger cluster is scored on a sample of this many rows"
         )
-        kmeans_niter: int = Field(25, ge=1, le=100, description="k-means iterations")
 
     def __init__(
         self,
@@ -45,6 +45,7 @@ class TypiClustQuery(GatheredQuery):
         min_cluster_size: int = 5,
         max_cluster_rows: int = 5000,
         kmeans_niter: int = 25,
+        kmeans_tol: float = DEFAULT_TOL,
         gather_limit: int = GATHER_LIMIT,
         random_state: RandomState = None,
     ) -> None:
@@ -53,6 +54,7 @@ class TypiClustQuery(GatheredQuery):
         self.min_cluster_size = min_cluster_size
         self.max_cluster_rows = max_cluster_rows
         self.kmeans_niter = kmeans_niter
+        self.kmeans_tol = kmeans_tol
         self.gather_limit = gather_limit
         self.random_state = random_state
 
@@ -72,6 +74,7 @@ class TypiClustQuery(GatheredQuery):
             Z,
             k,
             niter=options.kmeans_niter,
+            tol=options.kmeans_tol,
             seed=int(rng.integers(2**31)),
             max_points_per_centroid=KMEANS_POINTS_PER_CENTROID,
             deadline=deadline,

@@ -23,6 +23,7 @@ import numpy as np
 
 from raydq.deadline import Deadline
 from raydq.estimator import MISSING_LABEL
+from raydq.numerics.grid import grid_cells
 
 T = TypeVar("T")
 
@@ -40,7 +41,7 @@ class ArrayShard:
     phase-1 counts under the head version and seed, for instance); it is dropped whenever the rows change.
     ``deadline`` is set by the shard set for the duration of one ``map`` call: per-shard functions call
     ``shard.check_deadline()`` between chunks. ``n_threads`` is how many row threads the shard's own kernels may run
-    (None: the CPU count; an actor with fractional CPUs should say 1).
+    (None: ``raydq.numerics.threads.cpu_budget()``, which inside a shard actor is the actor's CPU allotment).
     """
 
     X: np.ndarray
@@ -103,14 +104,9 @@ class ArrayShard:
         """Local ``(start, stop)`` ranges following a global grid of ``chunk_rows`` rows (cut at the shard's edges),
         checking the deadline before each. Every row meets the same chunk whichever shard holds it, so chunked
         arithmetic gives one answer however the pool is split."""
-        first = self.row_offset // chunk_rows
-        last = -(-(self.row_offset + len(self)) // chunk_rows)
-        for cell in range(first, last):
+        for _, start, stop in grid_cells(self.row_offset, len(self), chunk_rows):
             self.check_deadline()
-            yield (
-                max(cell * chunk_rows, self.row_offset) - self.row_offset,
-                min((cell + 1) * chunk_rows, self.row_offset + len(self)) - self.row_offset,
-            )
+            yield start, stop
 
 
 class ShardSet(Protocol):

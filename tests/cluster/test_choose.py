@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans as SkKMeans
 
-from raydq.cluster import choose, cuda, kmeans_backend_name, make_kmeans, nearest_distinct, probe_backend
+from raydq.cluster import array_module, choose, cuda, kmeans_backend_name, make_kmeans, probe_backend
 from raydq.cluster.choose import ENV_OVERRIDE
+from raydq.numerics import nearest
+from raydq.numerics.nearest import nearest_distinct_rows
 
 
 @pytest.fixture(autouse=True)
@@ -119,8 +121,8 @@ def test_env_override_wins_and_is_checked(monkeypatch):
 
 def test_device_backend_path_end_to_end_with_stand_ins(monkeypatch):
     """With a working 'cuML' the probe picks it; training seeds on the 'device', hands cuML the k-means++ init and
-    tol, and the objective matches the CPU backend's from the same start; nearest_distinct searches on the
-    'device' too."""
+    tol, and the objective matches the CPU backend's from the same start; the nearest distinct rows are searched
+    on the 'device' too, block by block."""
     calls: list[str] = []
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(n_devices=1, calls=calls))
     _install_cuml(monkeypatch, SklearnAsCuml)
@@ -137,7 +139,9 @@ def test_device_backend_path_end_to_end_with_stand_ins(monkeypatch):
     np.testing.assert_allclose(np.sort(gpu.centroids, 0), np.sort(cpu.centroids, 0), rtol=1e-4, atol=1e-4)
     dist, _ = gpu.assign(x)
     assert dist.sum() == pytest.approx(obj, rel=1e-4)
+    assert array_module() is sys.modules["cupy"]
+    monkeypatch.setattr(nearest, "BLOCK_ROWS", 500)
     calls.clear()
-    picked = nearest_distinct(x, gpu.centroids, chunk=500)
-    assert calls.count("asarray") >= 4  # the centroids, then every chunk of x went to the 'device'
-    np.testing.assert_array_equal(picked, nearest_distinct(x, gpu.centroids, xp=np))
+    picked = nearest_distinct_rows(x, gpu.centroids, normalise=True, xp=array_module())
+    assert calls.count("asarray") >= 5  # the centroids, then every block of x went to the 'device'
+    np.testing.assert_array_equal(picked, nearest_distinct_rows(x, gpu.centroids, normalise=True))

@@ -1,54 +1,17 @@
-"""The k-means kernels: nearest-centroid assignment, k-means++ seeding and the numpy Lloyd loop's bookkeeping."""
+"""The numpy Lloyd loop's bookkeeping: the incremental update, empty clusters and early stopping. Its kernels
+(assignment, seeding) are tested in tests/test_numerics.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from raydq.cluster.lloyd import kmeans_plusplus, lloyd, nearest_centroid
+from raydq.cluster.lloyd import lloyd
 
 
 def _brute(x, c):
     d2 = ((x[:, None, :].astype(np.float64) - c[None].astype(np.float64)) ** 2).sum(-1)
     return d2.min(1), d2.argmin(1)
-
-
-@pytest.mark.parametrize(("chunk_rows", "n_threads"), [(None, 1), (7, 1), (1000, 1), (None, 3), (7, 2), (500, 4)])
-def test_nearest_centroid_matches_brute_force(chunk_rows, n_threads):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(301, 9)).astype(np.float32)
-    c = rng.normal(size=(13, 9)).astype(np.float32)
-    dist, idx = nearest_centroid(x, c, chunk_rows=chunk_rows, n_threads=n_threads)
-    ref_d, ref_i = _brute(x, c)
-    np.testing.assert_array_equal(idx, ref_i)
-    np.testing.assert_allclose(dist, ref_d, rtol=1e-4, atol=1e-5)
-    assert dist.dtype == np.float32 and idx.dtype == np.int64
-
-
-def test_nearest_centroid_breaks_ties_to_the_lower_index_and_never_goes_negative():
-    x = np.array([[1.0, 1.0], [3.0, 3.0]], np.float32)
-    c = np.array([[2.0, 2.0], [2.0, 2.0], [1.0, 1.0]], np.float32)
-    dist, idx = nearest_centroid(x, c)
-    np.testing.assert_array_equal(idx, [2, 0])
-    assert (dist >= 0).all() and dist[0] == 0.0
-
-
-def test_kmeans_plusplus_picks_distinct_rows_one_per_far_apart_cluster():
-    rng = np.random.default_rng(1)
-    centers = np.array([[0.0] * 4, [100.0] * 4, [-100.0] * 4, [0, 100.0, 0, -100.0]])
-    x = np.concatenate([c + rng.normal(size=(50, 4)) for c in centers]).astype(np.float32)
-    for seed in range(10):
-        seeds = kmeans_plusplus(x, 4, np.random.default_rng(seed))
-        rows = [int(np.flatnonzero((x == s).all(1))[0]) for s in seeds]  # every seed is a row of x
-        assert sorted(r // 50 for r in rows) == [0, 1, 2, 3]  # D² sampling: one seed per cluster
-    np.testing.assert_array_equal(
-        kmeans_plusplus(x, 4, np.random.default_rng(3)), kmeans_plusplus(x, 4, np.random.default_rng(3))
-    )
-
-
-def test_kmeans_plusplus_on_identical_rows_still_returns_k_centers():
-    x = np.ones((5, 3), np.float32)
-    assert kmeans_plusplus(x, 4, np.random.default_rng(0)).shape == (4, 3)
 
 
 def test_incremental_update_equals_the_means_of_the_previous_assignment():

@@ -1,4 +1,5 @@
-"""How many threads numeric work may use, and BLAS thread control (k-means, dropout row threads, head training).
+"""How many threads numeric work may use, and BLAS thread control: the one place that decides for k-means, the
+dropout passes' row threads and head training.
 
 ``os.cpu_count()`` counts the host's cores: inside a Ray actor on a 128-core GPU node it says 128 while the actor was
 given 4 CPUs, and every thread pool sized from it oversubscribes. ``cpu_budget`` is the one answer everything asks.
@@ -75,5 +76,5 @@ def blas_threads(n: int) -> contextlib.AbstractContextManager:
 
 def single_thread_blas() -> contextlib.AbstractContextManager:
     """Single-threaded BLAS within the block: for our own row threads (no oversubscription) and for small problems
-    that a BLAS thread pool only slows down."""
+    that a BLAS thread pool only slows down (k-means++ seeding's k sequential products, a small head fit)."""
     return blas_threads(1)

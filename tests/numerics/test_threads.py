@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from raydq.cluster import threads
-from raydq.cluster.threads import cpu_budget
+from raydq.numerics import threads
+from raydq.numerics.threads import cpu_budget
 
 
 def test_plain_process_follows_omp_num_threads_then_the_cpus_it_may_use(monkeypatch):
@@ -37,14 +37,14 @@ def test_inside_ray_the_allotment_counts_not_the_host(ray_cluster):
 
     @ray.remote
     def budget():
-        from raydq.cluster.threads import cpu_budget
+        from raydq.numerics.threads import cpu_budget
 
         return cpu_budget()
 
     @ray.remote
     class Shard:
         def budget(self):
-            from raydq.cluster.threads import cpu_budget
+            from raydq.numerics.threads import cpu_budget
 
             return cpu_budget()
 

@@ -10,7 +10,7 @@ import torch
 
 from raydq.deadline import DeadlineExceeded
 from raydq.numerics.device import cell_masks, mismatch_counts_torch
-from raydq.strategies.dropout import mismatch_counts
+from raydq.numerics.dropout_passes import mismatch_counts
 
 CPU = torch.device("cpu")
 
