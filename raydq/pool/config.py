@@ -31,7 +31,7 @@ class PoolConfig(BaseModel):
     threads_per_shard: int | None = Field(
         None,
         ge=1,
-        description="row threads of a shard's kernels (default: cpu_budget(): an actor's CPU allotment, else every core)",
+        description="row threads of a shard's kernels (default: an actor's CPU allotment, else every core)",
     )
     ready_timeout_s: float = Field(
         60.0, gt=0, description="how long a request waits for a restarting shard before PoolUnavailable"
