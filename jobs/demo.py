@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     # its own Ray (never a cluster left running here), with Ray's own INFO chatter and worker logs kept out of the
     # demo's lines
     ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    for name in ("ray.data", "ray.serve"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     embed("train", args.pool_size, pool_dir)
     embed("test", args.test_size, test_dir)
     embedded = time.perf_counter()
