@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         status = client.status()
 
-    serve.shutdown()
-    ray.shutdown()
+    ray.shutdown()  # takes Serve down with it (serve.shutdown() first makes Ray log its controller's forced exit)
     total = time.perf_counter() - started
     print(
         f"[done] {len(rows)} rounds, {status['labeled']} labels, accuracy {rows[0][2]:.3f} -> {rows[-1][2]:.3f}; "
