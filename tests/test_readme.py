@@ -1,0 +1,123 @@
+"""Every command the README shows works, as written, in a fresh shell after the two set-up commands.
+
+The README's bash blocks after the set-up block run in order as one script, in a copy of this checkout (the copy's
+``data/`` starts with the embedding store ``make demo`` leaves behind, when there is one, so the commands act on it
+without touching this checkout's data). The script runs in a private network namespace, so the fixed ports the README
+uses (8000, Ray's 6379 and 8265) collide with nothing on the machine, and with a private ``RAY_TMPDIR``, so the Ray
+head it starts is found by no other Ray user. Two substitutions, both because the README's command would reach
+beyond this test: ``ray stop`` (which stops every Ray on the machine) stops only the head this script started, and
+the "Label with Label Studio" block runs in its own test (tests/integrations/test_readme_label_studio.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[1]
+STORE = Path("data/embeddings/fashion-mnist-train")
+SKIPPED_SECTION = "Label with Label Studio"
+pytestmark = pytest.mark.slow
+
+STOP_OWN_RAY = r"""
+stop_own_ray_head() {  # what `ray stop` does, for the head this script started only (its private RAY_TMPDIR)
+    for p in /proc/[0-9]*; do
+        if grep -qF "$RAY_TMPDIR" "$p/cmdline" 2>/dev/null; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
+    done
+    rm -f "$RAY_TMPDIR/ray/ray_current_cluster"
+}
+"""
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """``(section heading, bash block)`` for every bash block of README.md, in order."""
+    text = (REPO / "README.md").read_text()
+    blocks, heading = [], ""
+    for m in re.finditer(r"^(#+ .*)$|^```bash\n(.*?)^```", text, re.M | re.S):
+        if m.group(1):
+            heading = m.group(1).lstrip("#").strip()
+        else:
+            blocks.append((heading, m.group(2)))
+    return blocks
+
+
+def usage_script() -> str:
+    blocks = readme_blocks()
+    setup, rest = blocks[0], blocks[1:]
+    assert "make demo" in setup[1] and "make test" in setup[1], "the README must open with the two set-up commands"
+    assert rest[0][1].strip().startswith(". .venv/bin/activate"), "usage must start by activating the virtualenv"
+    body = "\n".join(block for heading, block in rest if heading != SKIPPED_SECTION)
+    body = re.sub(r"^ray stop\s*$", "stop_own_ray_head", body, flags=re.M)
+    return "set -euo pipefail\n" + STOP_OWN_RAY + body
+
+
+def _copy_checkout(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = REPO / name.decode()
+        if source.is_file():
+            (dest / name.decode()).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name.decode())
+    for venv in (".venv", ".venv-ls"):
+        if (REPO / venv).exists():
+            (dest / venv).symlink_to(REPO / venv)
+    if (REPO / STORE / "manifest.json").is_file():  # what `make demo` left behind
+        shutil.copytree(REPO / STORE, dest / STORE)
+
+
+def _pids_naming(text: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+    return pids
+
+
+def test_readme_usage_commands_run_as_written(tmp_path):
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.fail("unshare and ip (util-linux, iproute2) give the README's fixed ports a network of their own")
+    checkout = tmp_path / "checkout"
+    _copy_checkout(checkout)
+    (checkout / "data").mkdir(exist_ok=True)
+    script = checkout / ".readme-commands.sh"
+    script.write_text(usage_script())
+    ray_tmp = tempfile.mkdtemp(prefix="rdq-", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RAYDQ_", "VIRTUAL_ENV", "PYTHONPATH"))}
+    env.update(RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", HOME=str(tmp_path))
+    log = tmp_path / "commands.log"
+    with open(log, "wb") as out:
+        shell = subprocess.Popen(
+            ["unshare", "--net", "bash", "-c", f"ip link set lo up && exec bash {script}"],
+            cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            code = shell.wait(timeout=1500)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(shell.pid, sig)
+            for pid in _pids_naming(ray_tmp):  # Ray processes that left the group
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+    output = log.read_text(errors="replace")
+    assert code == 0, output[-4000:]
+
+    data = checkout / "data"
+    exported = [json.loads(line) for line in (data / "labels.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in exported} == {"label", "skip"} and len(exported) >= 2, exported
+    assert (data / "labels-backup.db").stat().st_size > 0
+    assert (data / "item.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert '"loc":' not in output, output[-4000:]  # no curl printed a refusal
