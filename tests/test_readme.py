@@ -42,7 +42,7 @@ def readme_blocks() -> list[tuple[str, str]]:
     """``(section heading, bash block)`` for every bash block of README.md, in order."""
     text = (REPO / "README.md").read_text()
     blocks, heading = [], ""
-    for m in re.finditer(r"^(#+ .*)$|^```bash\n(.*?)^```", text, re.M | re.S):
+    for m in re.finditer(r"^(#+ [^\n]*)$|^```bash\n(.*?)^```", text, re.M | re.S):
         if m.group(1):
             heading = m.group(1).lstrip("#").strip()
         else:
