@@ -11,17 +11,15 @@ the "Label with Label Studio" block runs in its own test (tests/integrations/tes
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.netns import own_network_shell
 
 REPO = Path(__file__).parents[1]
 STORE = Path("data/embeddings/fashion-mnist-train")
@@ -74,44 +72,15 @@ def _copy_checkout(dest: Path) -> None:
         shutil.copytree(REPO / STORE, dest / STORE)
 
 
-def _pids_naming(text: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-    return pids
-
-
 def test_readme_usage_commands_run_as_written(tmp_path):
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.fail("unshare and ip (util-linux, iproute2) give the README's fixed ports a network of their own")
     checkout = tmp_path / "checkout"
     _copy_checkout(checkout)
     (checkout / "data").mkdir(exist_ok=True)
     script = checkout / ".readme-commands.sh"
     script.write_text(usage_script())
-    ray_tmp = tempfile.mkdtemp(prefix="rdq-", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RAYDQ_", "VIRTUAL_ENV", "PYTHONPATH"))}
-    env.update(RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", HOME=str(tmp_path))
     log = tmp_path / "commands.log"
-    with open(log, "wb") as out:
-        shell = subprocess.Popen(
-            ["unshare", "--net", "bash", "-c", f"ip link set lo up && exec bash {script}"],
-            cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
-            code = shell.wait(timeout=1500)
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(shell.pid, sig)
-            for pid in _pids_naming(ray_tmp):  # Ray processes that left the group
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            shutil.rmtree(ray_tmp, ignore_errors=True)
+    with own_network_shell(script, cwd=checkout, log=log, home=tmp_path) as shell:
+        code = shell.wait(timeout=1500)
     output = log.read_text(errors="replace")
     assert code == 0, output[-4000:]
 

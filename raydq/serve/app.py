@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from typing import Any
 
 from ray import serve
@@ -42,6 +41,13 @@ async def _as_value(coro) -> Any:
         return await coro
     except _PASSED_THROUGH as e:
         return e
+
+
+class CannotStart(RuntimeError):
+    """The app cannot be built (a label store whose schema is older than the code); the message says what to run.
+
+    Raised while Serve builds the application, so the app fails once (DEPLOY_FAILED, with this message) instead of
+    replicas that Serve restarts over and over."""
 
 
 class RemotePort:
@@ -76,41 +82,77 @@ class RemotePort:
 
 @serve.deployment(name="Selector", num_replicas=1, max_ongoing_requests=1024, health_check_period_s=10)
 class Selector:
-    """Hosts ``SelectionService`` (the pool's shard actors live as long as this replica)."""
+    """Hosts ``SelectionService`` (the pool's shard actors live as long as this replica).
+
+    Before anything was embedded there is no store to serve: the replica says so once in its log, answers every
+    request with a 503 that names the command to run, and opens the pool as soon as the store appears (a first
+    ``serve run`` that just works once ``python jobs/embed.py`` has run, instead of replicas restarted over and over).
+    """
 
     async def __init__(self, args: dict[str, Any]) -> None:
+        from raydq.serve.builder import missing_store_message
+
+        self.args = ServeArgs.model_validate(args)
+        self.service = None
+        self._waiting = missing_store_message(self.args.resolved_embeddings())
+        if self._waiting is None:
+            await self._open()
+        else:
+            log.warning("%s; waiting for it", self._waiting)
+            self._opening = asyncio.get_running_loop().create_task(self._open_when_embedded())
+
+    async def _open(self) -> None:
         from raydq.serve.builder import maintain, open_pool, open_store
         from raydq.serve.selection import SelectionService
 
-        parsed = ServeArgs.model_validate(args)
-        store = open_store(parsed)
-        pool = await asyncio.to_thread(open_pool, parsed, use_actors=parsed.pool.use_actors)
-        self.service = await asyncio.to_thread(SelectionService, parsed, store=store, pool=pool)
-        self._maintenance = asyncio.get_running_loop().create_task(maintain(self.service, parsed))
+        store = open_store(self.args)
+        pool = await asyncio.to_thread(open_pool, self.args, use_actors=self.args.pool.use_actors)
+        self.service = await asyncio.to_thread(SelectionService, self.args, store=store, pool=pool)
+        self._maintenance = asyncio.get_running_loop().create_task(maintain(self.service, self.args))
+        self._waiting = None
+
+    async def _open_when_embedded(self) -> None:
+        from raydq.serve.builder import missing_store_message
+
+        while missing_store_message(self.args.resolved_embeddings()) is not None:
+            await asyncio.sleep(2.0)
+        await self._open()
+        log.info("embedding store found; serving it")
+
+    def _ready(self):
+        if self.service is None:
+            raise unavailable(self._waiting or "the pool is still loading", retry_after_s=10, loc=["pool"])
+        return self.service
+
+    async def _call(self, method: str, *args, **kwargs):
+        try:
+            return await getattr(self._ready(), method)(*args, **kwargs)
+        except _PASSED_THROUGH as e:
+            return e
 
     async def select_batch(self, req, head, **kwargs):
-        return await _as_value(self.service.select_batch(req, head, **kwargs))
+        return await self._call("select_batch", req, head, **kwargs)
 
     async def resolve(self, ids: list[str]):
-        return await _as_value(self.service.resolve(ids))
+        return await self._call("resolve", ids)
 
     async def training_set(self):
-        return await self.service.training_set()
+        return await self._call("training_set")
 
-    async def counts(self) -> dict[str, Any]:
-        return await self.service.counts()
+    async def counts(self):
+        return await self._call("counts")
 
-    async def pool_status(self) -> dict[str, Any]:
-        return await self.service.pool_status()
+    async def pool_status(self):
+        return await self._call("pool_status")
 
     async def refresh_pool(self):
-        return await _as_value(self.service.refresh_pool())
+        return await self._call("refresh_pool")
 
-    async def kmeans_backend(self) -> str:
-        return await self.service.kmeans_backend()
+    async def kmeans_backend(self):
+        return await self._call("kmeans_backend")
 
-    async def classes(self) -> list[str]:
-        return await self.service.classes()
+    async def classes(self):
+        return await self._call("classes")
 
 
 @serve.deployment(name="HeadTrainer", num_replicas=1, max_ongoing_requests=256, health_check_period_s=10)
@@ -194,16 +236,15 @@ class Api:
 def build_app(args: ServeArgs | dict[str, Any]) -> Application:
     """The typed app builder: ``serve run``/``serve deploy`` pass the config's ``args`` validated as ``ServeArgs``.
 
-    A local embedding store that does not exist, or a label store that needs its migrations, stops here with one
-    line saying what to run, rather than as replicas that Serve restarts."""
+    A label store that needs its migrations stops the app here, once, with the command to run (rather than as
+    replicas that Serve restarts); a missing embedding store is waited for by the Selector."""
     from raydq.serve.builder import startup_problem
 
     if isinstance(args, dict):
         args = ServeArgs.model_validate(args)
     args = args.absolutized()
-    if message := startup_problem(args):
-        print(message, file=sys.stderr)
-        raise SystemExit(2)
+    if message := startup_problem(args, embeddings=False):
+        raise CannotStart(message)
     payload = args.model_dump()
     selector = Selector.options(ray_actor_options={"num_cpus": args.selector_num_cpus}).bind(payload)
     trainer = HeadTrainer.options(ray_actor_options={"num_cpus": args.trainer_num_cpus}).bind(payload, selector)

@@ -41,13 +41,13 @@ def open_store(args: ServeArgs) -> LabelStore:
     return LabelStore(args.resolved_database_url())
 
 
-def startup_problem(args: ServeArgs) -> str | None:
+def startup_problem(args: ServeArgs, *, embeddings: bool = True) -> str | None:
     """One line saying why the service cannot start here (no embedding store, a label store whose schema is older
     than this code), or None. Checked before anything is deployed, so a user reads what to run instead of a
     traceback that Serve repeats while it restarts replicas."""
     from raydq.labels import SchemaError
 
-    if "${" not in args.embeddings and (message := missing_store_message(args.embeddings)):
+    if embeddings and "${" not in args.embeddings and (message := missing_store_message(args.embeddings)):
         return message
     if "${" in args.database_url:
         return None  # resolved where the service runs
