@@ -34,7 +34,8 @@ def _one_line(proc: subprocess.CompletedProcess) -> str:
 
 
 def test_a_missing_embedding_store_is_one_line_naming_the_command(tmp_path):
-    line = _one_line(_serve_local({"embeddings": str(tmp_path / "nowhere"), "database_url": "sqlite:///l.db"}, tmp_path))
+    args = {"embeddings": str(tmp_path / "nowhere"), "database_url": "sqlite:///l.db"}
+    line = _one_line(_serve_local(args, tmp_path))
     assert "no embedding store at" in line and "python jobs/embed.py" in line
 
 
