@@ -1,6 +1,6 @@
-"""Commands that bind the README's fixed ports (8000, Ray's 6379 and 8265), run the way a user runs them but in a
-private network namespace and with a private ``RAY_TMPDIR``: they collide with nothing on this machine, and every
-process they leave behind is found (by process group, and by the private temp dir in its command line) and stopped."""
+"""Commands run exactly as a user types them, but in private network and process namespaces: the README's fixed ports
+(8000, Ray's 6379 and 8265) collide with nothing on this machine, ``ray stop`` sees (and stops) only the Ray these
+commands started, and when the namespace's first process ends the kernel ends everything left in it."""
 
 from __future__ import annotations
 
@@ -28,17 +28,18 @@ def _pids_naming(text: str) -> list[int]:
 
 @contextlib.contextmanager
 def own_network_shell(script: Path, *, cwd: Path, log: Path, home: Path) -> Iterator[subprocess.Popen]:
-    """``bash script`` in a new network namespace (loopback up) and session; everything it started is stopped when
-    the block ends. The environment is a fresh shell's: no virtualenv, no PYTHONPATH, no Ray or raydq settings but
-    token auth off for the local Ray it may start."""
+    """``bash script`` in new network (loopback up), process and mount namespaces; everything it started is stopped
+    when the block ends. The environment is a fresh shell's: no virtualenv, no PYTHONPATH, no Ray or raydq settings
+    but token auth off for the local Ray it may start, and a private ``RAY_TMPDIR``."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.fail("unshare and ip (util-linux, iproute2) give the README's fixed ports a network of their own")
+        pytest.fail("unshare and ip (util-linux, iproute2) give these commands namespaces of their own")
     ray_tmp = tempfile.mkdtemp(prefix="rdq-", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RAYDQ_", "VIRTUAL_ENV", "PYTHONPATH"))}
     env.update(RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", HOME=str(home))
     with open(log, "wb") as out:
         shell = subprocess.Popen(
-            ["unshare", "--net", "bash", "-c", f"ip link set lo up && exec bash {script}"],
+            ["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash", "-c",
+             f"ip link set lo up && exec bash {script}"],
             cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         try:

@@ -1,12 +1,11 @@
 """Every command the README shows works, as written, in a fresh shell after the two set-up commands.
 
-The README's bash blocks after the set-up block run in order as one script, in a copy of this checkout (the copy's
-``data/`` starts with the embedding store ``make demo`` leaves behind, when there is one, so the commands act on it
-without touching this checkout's data). The script runs in a private network namespace, so the fixed ports the README
-uses (8000, Ray's 6379 and 8265) collide with nothing on the machine, and with a private ``RAY_TMPDIR``, so the Ray
-head it starts is found by no other Ray user. Two substitutions, both because the README's command would reach
-beyond this test: ``ray stop`` (which stops every Ray on the machine) stops only the head this script started, and
-the "Label with Label Studio" block runs in its own test (tests/integrations/test_readme_label_studio.py).
+The README's bash blocks after the set-up block run in order, unchanged, as one script, in a copy of this checkout
+(the copy's ``data/`` starts with the embedding store ``make demo`` leaves behind, when there is one, so the commands
+act on it without touching this checkout's data). The script runs in private network and process namespaces
+(``tests/netns.py``): the fixed ports the README uses collide with nothing on the machine, and ``ray stop`` stops only
+the Ray the script started. The "Label with Label Studio" block runs in its own test
+(tests/integrations/test_readme_label_studio.py).
 """
 
 from __future__ import annotations
@@ -26,16 +25,6 @@ STORE = Path("data/embeddings/fashion-mnist-train")
 SKIPPED_SECTION = "Label with Label Studio"
 pytestmark = pytest.mark.slow
 
-STOP_OWN_RAY = r"""
-stop_own_ray_head() {  # what `ray stop` does, for the head this script started only (its private RAY_TMPDIR)
-    for p in /proc/[0-9]*; do
-        if grep -qF "$RAY_TMPDIR" "$p/cmdline" 2>/dev/null; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
-    done
-    rm -f "$RAY_TMPDIR/ray/ray_current_cluster"
-}
-"""
-
-
 def readme_blocks() -> list[tuple[str, str]]:
     """``(section heading, bash block)`` for every bash block of README.md, in order."""
     text = (REPO / "README.md").read_text()
@@ -53,9 +42,7 @@ def usage_script() -> str:
     setup, rest = blocks[0], blocks[1:]
     assert "make demo" in setup[1] and "make test" in setup[1], "the README must open with the two set-up commands"
     assert rest[0][1].strip().startswith(". .venv/bin/activate"), "usage must start by activating the virtualenv"
-    body = "\n".join(block for heading, block in rest if heading != SKIPPED_SECTION)
-    body = re.sub(r"^ray stop\s*$", "stop_own_ray_head", body, flags=re.M)
-    return "set -euo pipefail\n" + STOP_OWN_RAY + body
+    return "set -euo pipefail\n" + "\n".join(block for heading, block in rest if heading != SKIPPED_SECTION)
 
 
 def _copy_checkout(dest: Path) -> None:
@@ -72,6 +59,7 @@ def _copy_checkout(dest: Path) -> None:
         shutil.copytree(REPO / STORE, dest / STORE)
 
 
+@pytest.mark.timeout(2400)
 def test_readme_usage_commands_run_as_written(tmp_path):
     checkout = tmp_path / "checkout"
     _copy_checkout(checkout)

@@ -57,6 +57,7 @@ def test_a_label_store_with_an_older_schema_is_refused_naming_the_upgrade(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_serve_run_before_anything_was_embedded_says_what_to_run_then_serves(tmp_path):
     """``serve run serve_configs/local.yaml`` before the embed job: one line saying what to run (no replicas
     restarted over and over), 503s naming it; once the store appears the same service serves it."""
