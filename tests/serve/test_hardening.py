@@ -11,6 +11,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from raydq.client import Capabilities, capabilities_of
 from raydq.serve.inprocess import create_inprocess_app
 from tests.serve.cases import state_of
 from tests.serve.helpers import CLASSES
@@ -196,3 +197,10 @@ def test_classes_in_labels_are_checked_with_skips_allowed(client):
     _assert_refused(r, 422, "skip")
     ok = client.post("/update_labels", json={"labels": [{"id": ids[1], "skip": True, "reason": "blurry"}]})
     assert ok.status_code == 200 and ok.json()["skipped"] == 1
+
+
+def test_clients_read_every_capability_from_the_published_schema(client):
+    """The Label Studio connector decides whether to send skips, renew leases and proxy images from the schema: a
+    renamed model must not make it fall back to the older service's behaviour."""
+    assert capabilities_of(client.get("/openapi.json").json()) == Capabilities(skip=True, renew=True, item_image=True)
+    assert capabilities_of({}) == Capabilities(skip=False, renew=False, item_image=False)
