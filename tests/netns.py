@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 
-def _pids_naming(text: str) -> list[int]:
+def pids_naming(text: str) -> list[int]:
+    """Processes whose command line contains ``text`` (read from /proc: psutil is not a dependency)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -48,7 +49,7 @@ def own_network_shell(script: Path, *, cwd: Path, log: Path, home: Path) -> Iter
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(shell.pid, sig)
-            for pid in _pids_naming(ray_tmp):  # Ray processes that left the group
+            for pid in pids_naming(ray_tmp):  # Ray processes that left the group
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -32,7 +32,6 @@ from raydq.serve.identity import Authenticator
 from raydq.serve.options import describe_strategies
 from raydq.serve.responses import make_model
 from raydq.serve.schemas import (
-    BatchInfo,
     BatchList,
     ItemResponse,
     LabelEventOut,
@@ -282,22 +281,7 @@ class Endpoints:
             )
         owner = None if annotator == "*" else (annotator or caller.name)
         rows = await self._db(self.store.open_batches, owner)
-        return BatchList(
-            batches=[
-                BatchInfo(
-                    batch_id=b.batch_id,
-                    annotator=b.owner,
-                    created_at=b.created_at,
-                    expires_at=b.expires_at,
-                    released_at=b.released_at,
-                    strategy=b.strategy,
-                    model_version=b.model_version,
-                    size=b.size,
-                    open_items=b.leased_ids,
-                )
-                for b in rows
-            ]
-        )
+        return BatchList(batches=rows)
 
     # -- items -------------------------------------------------------------------------------------------------------
     async def _ref(self, item_id: str) -> ItemRef:

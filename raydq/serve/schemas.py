@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
+from raydq.labels.schemas import BatchPublic
+
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 _CONTROL = {chr(c) for c in range(32)} - {"\t", "\n", "\r"} | {"\x7f"}
 
@@ -160,20 +162,8 @@ class RenewBatchResponse(BaseModel):
     lease_expires_at: datetime
 
 
-class BatchInfo(BaseModel):
-    batch_id: str
-    annotator: str | None
-    created_at: datetime
-    expires_at: datetime
-    released_at: datetime | None
-    strategy: str
-    model_version: int
-    size: int
-    open_items: list[str] = Field(description="items still leased to this batch")
-
-
 class BatchList(BaseModel):
-    batches: list[BatchInfo]
+    batches: list[BatchPublic] = Field(description="open batches: their items still leased are leased_ids")
 
 
 # -- items ------------------------------------------------------------------------------------------------------

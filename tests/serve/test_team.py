@@ -71,7 +71,7 @@ def test_identities_roles_and_the_audit_log(team, pool):
     renewed = c.post("/renew_batch", json={"batch_id": batch["batch_id"], "lease_seconds": 600}, headers=auth["alice"])
     assert renewed.status_code == 200 and renewed.json()["renewed"] == 2
     mine = c.get("/batches", headers=auth["alice"]).json()["batches"]
-    assert [b["batch_id"] for b in mine] == [batch["batch_id"]] and sorted(mine[0]["open_items"]) == sorted(ids[2:])
+    assert [b["batch_id"] for b in mine] == [batch["batch_id"]] and sorted(mine[0]["leased_ids"]) == sorted(ids[2:])
     assert c.get("/batches", headers=auth["bob"]).json()["batches"] == []
 
     # an admin imports under another name, releases any batch, reads the audit log
