@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raydq.deadline import DeadlineExceeded
 from raydq.labels import Identity
+from raydq.labels.errors import InvalidField
 from raydq.serve.errors import ServiceError, error_body, error_response, validation_items
 from raydq.serve.guard import GuardMiddleware
 from raydq.serve.identity import Authenticator
@@ -164,6 +165,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         where = {400: ["body"], 404: ["path"], 405: ["method"]}.get(exc.status_code, ["request"])
         kind = {400: "body_unreadable", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
         return error_response(exc.status_code, error_body([(where, str(exc.detail), kind)]), exc.headers)
+
+    @app.exception_handler(InvalidField)
+    async def _refused_by_store(_: Request, exc: InvalidField):  # a value only the store could judge: still a 422
+        return error_response(422, error_body([(["body", *exc.field], exc.reason, "value_error")]))
 
     @app.exception_handler(DeadlineExceeded)
     async def _deadline(_: Request, exc: DeadlineExceeded):

@@ -78,8 +78,8 @@ class ServeArgs(BaseModel):
         default_factory=dict, description="constructor parameters per strategy name"
     )
     head_params: dict[str, Any] = Field(default_factory=dict, description="LinearHead parameters (not n_classes)")
-    lease_seconds: float = Field(default=1800.0, gt=0, description="default lease of a selected batch")
-    max_lease_seconds: float = Field(default=7 * 86400.0, gt=0)
+    lease_seconds: float = Field(default=1800.0, ge=1, description="default lease of a selected batch")
+    max_lease_seconds: float = Field(default=7 * 86400.0, ge=1)
     max_batch_size: int = Field(default=1000, ge=1)
     max_labels_per_request: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)

@@ -42,7 +42,7 @@ RequestId = Annotated[
         description="idempotency key (the Idempotency-Key header does the same): a retry returns the first answer",
     ),
 ]
-LeaseSeconds = Annotated[float, Field(gt=0, le=365 * 86400, description="lease length in seconds")]
+LeaseSeconds = Annotated[float, Field(ge=1, le=365 * 86400, description="lease length in seconds (at least one)")]
 OptionValue = StrictBool | StrictInt | StrictFloat | Text | None
 
 

@@ -46,6 +46,8 @@ NON_FINITE = [
     ("/select_batch", b'{"batch_size": Infinity}', "batch_size"),
     ("/select_batch", b'{"batch_size": 2, "lease_seconds": NaN}', "lease_seconds"),
     ("/select_batch", b'{"batch_size": 2, "lease_seconds": -Infinity}', "lease_seconds"),
+    ("/select_batch", b'{"batch_size": 1, "lease_seconds": 5e-324}', "lease_seconds"),  # over before it is stored
+    ("/renew_batch", b'{"batch_id": "b", "lease_seconds": 0.5}', "lease_seconds"),
     ("/select_batch", b'{"batch_size": 2, "strategy": "random", "options": {"x": NaN}}', "options"),
     ("/renew_batch", b'{"batch_id": "b", "lease_seconds": Infinity}', "lease_seconds"),
 ]
