@@ -19,6 +19,7 @@ from tests.serve.helpers import CLASSES, free_port, service_args, wait_for, writ
 
 pytestmark = pytest.mark.slow
 APP = "raydq-pool"
+N = 1000  # images per embed run in the growth test (the case)
 
 
 @pytest.fixture(scope="module")
@@ -119,29 +120,29 @@ def test_the_pool_grows_while_serving(serve_on_cluster, tmp_path, strategies):
     from raydq.embed import EmbedConfig, run_embed
 
     store = tmp_path / "store"
-    run_embed(EmbedConfig(source="fashion-mnist", split="train", limit=1000, output=str(store), progress=False))
-    args = service_args(store, f"sqlite:///{tmp_path / 'labels.db'}", strategies, classes=None, max_batch_size=2000,
+    run_embed(EmbedConfig(source="fashion-mnist", split="train", limit=N, output=str(store), progress=False))
+    args = service_args(store, f"sqlite:///{tmp_path / 'labels.db'}", strategies, classes=None, max_batch_size=2 * N,
                         pool={"rows_per_shard": 600, "num_cpus": 0.25, "poll_interval_s": 3600},
                         api_num_cpus=0.1, selector_num_cpus=0.1, trainer_num_cpus=0.1)  # fmt: skip
     _deploy(args)
     client = httpx.Client(base_url=serve_on_cluster, timeout=120)
     before = wait_for(lambda: client.get("/status").json(), timeout=180, what="the service")
-    assert before["pool_size"] == 1000
+    assert before["pool_size"] == N
     first = client.post("/select_batch", json={"batch_size": 10}).json()
     assert all(x["id"].startswith("fashion-mnist/train/") for x in first["items"])
 
-    run_embed(EmbedConfig(source="fashion-mnist", split="test", limit=1000, output=str(store), progress=False))
+    run_embed(EmbedConfig(source="fashion-mnist", split="test", limit=N, output=str(store), progress=False))
     grown = client.post("/admin/pool/refresh").json()
-    assert grown["rows"] == 2000 and grown["store_version"] != before["pool"]["store_version"]
+    assert grown["rows"] == 2 * N and grown["store_version"] != before["pool"]["store_version"]
     status = client.get("/status").json()
-    assert status["pool_size"] == 2000 and status["unlabeled_available"] == 2000 - 10
-    batch = client.post("/select_batch", json={"batch_size": 1000, "strategy": "random"}).json()
+    assert status["pool_size"] == 2 * N and status["unlabeled_available"] == 2 * N - 10
+    batch = client.post("/select_batch", json={"batch_size": N, "strategy": "random"}).json()
     new = [x["id"] for x in batch["items"] if x["id"].startswith("fashion-mnist/test/")]
     assert new, "no new id was selected"
     r = client.post("/update_labels", json={"labels": [{"id": i, "label": "Sneaker"} for i in new[:25]],
                                              "batch_id": batch["batch_id"]})  # fmt: skip
     assert r.status_code == 200 and r.json()["created"] == 25
     item = client.get(f"/items/{new[0]}").json()
-    assert item["label"] == "Sneaker" and item["row"] >= 1000  # appended rows come after the old ones
+    assert item["label"] == "Sneaker" and item["row"] >= N  # appended rows come after the old ones
     assert client.get(f"/items/{new[0]}/image").status_code == 200
     client.close()
