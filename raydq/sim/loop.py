@@ -2,7 +2,8 @@
 
 Round 0: a cold start picks ``initial_budget`` rows; rounds 1..n_rounds: a fresh head is trained on the labels so far
 and the query strategy picks ``per_round`` more. After every round a fresh head is trained and scored on the test
-split. Selection never sees the true labels of unlabeled rows: the oracle reveals a label only once its row is picked.
+split (accuracy, balanced accuracy, macro-F1) and the number of classes labeled so far is recorded. Selection never
+sees the true labels of unlabeled rows: the oracle reveals a label only once its row is picked.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from raydq.head import LinearHead
+from raydq.sim.metrics import scores
 from raydq.strategies import MISSING_LABEL, STRATEGIES, make_strategy
 
 
@@ -50,6 +52,9 @@ class RoundResult:
     labeled: int
     test_accuracy: float
     query_seconds: float
+    balanced_accuracy: float
+    macro_f1: float
+    classes_labeled: int  # distinct classes among the labels so far
 
 
 def run_one(
@@ -85,5 +90,15 @@ def run_one(
         labeled = y != MISSING_LABEL
         params = {**(head_params or {}), "random_state": int(seed) * 1000 + r}
         head = LinearHead(n_classes, **params).fit(X[labeled], y[labeled])
-        acc = float((head.predict(X_test) == y_test).mean())
-        yield RoundResult(str(pair), int(seed), r, int(labeled.sum()), acc, seconds)
+        m = scores(y_test, head.predict(X_test), n_classes)
+        yield RoundResult(
+            str(pair),
+            int(seed),
+            r,
+            int(labeled.sum()),
+            m.accuracy,
+            seconds,
+            m.balanced_accuracy,
+            m.macro_f1,
+            len(np.unique(y[labeled])),
+        )
