@@ -154,6 +154,6 @@ def test_imbalanced_simulation_records_class_metrics(stores, tmp_path, capsys):
     assert all(0 <= r.balanced_accuracy <= 1 and 0 <= r.macro_f1 <= 1 for r in rows)
     for t in table:
         assert 0 <= t["balanced"] <= 1 and 0 <= t["macro_f1"] <= 1
-        assert t["never_found"] == t["seeds"] or 0 <= t["all_found"] <= 3
+        assert 0 <= t["all_found"] <= 4 and 0 <= t["never_found"] <= t["seeds"]
     printed = capsys.readouterr().out
     assert "mean balanced accuracy" in printed and "every class by round" in printed
