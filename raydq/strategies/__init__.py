@@ -1,9 +1,10 @@
 """Selection strategies: pure array code behind one query interface (see ``base.QueryStrategy``).
 
-Cold starts (no head needed): random, centroid, typiclust, probcover. Queries: dropquery, entropy, margin,
-least_confidence, bald, powerbald, coreset, badge, typiclust, probcover, random.
+Cold starts (no head needed): random, centroid, typiclust, probcover. Queries: dropquery, balanced_dropquery (for
+long-tailed pools), entropy, margin, least_confidence, bald, powerbald, coreset, badge, typiclust, probcover, random.
 """
 
+from raydq.strategies.balanced_dropquery import BalancedDropQuery
 from raydq.strategies.base import MISSING_LABEL, QueryStrategy, RandomQuery, check_random_state
 from raydq.strategies.diversity import BADGEQuery, CoresetQuery
 from raydq.strategies.dropquery import DropQuery
@@ -16,6 +17,7 @@ STRATEGIES: dict[str, type[QueryStrategy]] = {
     "typiclust": TypiClustQuery,
     "probcover": ProbCoverQuery,
     "dropquery": DropQuery,
+    "balanced_dropquery": BalancedDropQuery,
     "entropy": EntropyQuery,
     "margin": MarginQuery,
     "least_confidence": LeastConfidenceQuery,
@@ -44,6 +46,7 @@ __all__ = [
     "STRATEGIES",
     "BADGEQuery",
     "BALDQuery",
+    "BalancedDropQuery",
     "CentroidQuery",
     "CoresetQuery",
     "DropQuery",

@@ -1,0 +1,164 @@
+"""Class-balanced DropQuery: DropQuery's uncertain candidates, the batch shared out over predicted classes.
+
+On a long-tailed pool, DropQuery's candidates (rows whose dropout predictions disagree) are mostly rows of the
+frequent classes, simply because those classes fill the pool, and k-means over them spends most of the batch there:
+rare classes are labeled late and the head stays biased. This variant keeps DropQuery's candidate set and its
+k-means diversity, but first gives each predicted class a quota of the batch, filling up the classes with the fewest
+labels first (water-filling the labeled counts, as class-balanced selection does in BASE, Emam et al. 2021, and
+GALAXY, Zhang et al. 2022), each quota capped by the candidates predicted as that class. Inside a class, k-means
+with ``quota`` clusters on the candidates' standardised embeddings picks the candidate nearest each centroid, as
+DropQuery does for the whole batch. On a balanced pool the labeled counts stay close, so the quotas follow the
+candidates and the batch stays much like DropQuery's.
+
+What crosses shards (for the port onto the sharded API): phase 1 as DropQuery's plus each shard's count of
+candidates per predicted class (a C-length histogram per threshold); phase 2 returns, per class, a uniform sample of
+at most ``256 * quota`` candidates with their embeddings. k-means runs on the driver per class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from raydq.cluster import make_kmeans, nearest_distinct
+from raydq.strategies._utils import l2_normalise
+from raydq.strategies.base import MISSING_LABEL, QueryStrategy, RandomState
+from raydq.strategies.dropout import DEFAULT_CHUNK_ROWS, mismatch_counts
+
+#: Candidates of one class that k-means trains on, per centroid (faiss's own subsample size).
+POINTS_PER_CENTROID = 256
+
+
+def class_quotas(labeled: np.ndarray, capacity: np.ndarray, budget: int) -> np.ndarray:
+    """Slots per class, summing to ``min(budget, capacity.sum())`` with ``quota <= capacity``: each slot goes to the
+    open class with the fewest labels plus slots so far (ties: more capacity, then the lower class index).
+
+    >>> class_quotas(np.array([5, 0, 1]), np.array([9, 9, 1]), 4).tolist()
+    [0, 3, 1]
+    """
+    labeled = np.asarray(labeled, dtype=np.int64)
+    capacity = np.asarray(capacity, dtype=np.int64)
+    if labeled.shape != capacity.shape or labeled.ndim != 1:
+        raise ValueError(f"labeled {labeled.shape} and capacity {capacity.shape} must be equal 1-D shapes")
+    quota = np.zeros_like(capacity)
+    for _ in range(int(min(budget, capacity.sum()))):
+        open_ = np.flatnonzero(quota < capacity)
+        have = labeled[open_] + quota[open_]
+        c = open_[np.lexsort((open_, -capacity[open_], have))[0]]
+        quota[c] += 1
+    return quota
+
+
+@dataclass(frozen=True)
+class BalancedResult:
+    """How the last batch was chosen: the threshold, the candidate count, candidates and slots per predicted class,
+    and how many rows came from random fill."""
+
+    threshold: int
+    n_candidates: int
+    capacity: np.ndarray
+    quotas: np.ndarray
+    n_random: int
+
+
+class BalancedDropQuery(QueryStrategy):
+    """DropQuery with the batch shared out over predicted classes, rarest-labeled first.
+
+    1. y* and ``n_passes`` dropout passes as DropQuery; candidates are selectable rows with more than t disagreeing
+       passes, t lowered from ``n_passes // 2`` while fewer than ``candidate_factor * batch_size`` remain;
+    2. fewer candidates than ``batch_size``: all of them plus random selectable rows (as DropQuery);
+    3. otherwise ``class_quotas`` over the candidates' predicted classes, from the labeled counts in ``y``;
+    4. per class, k-means with ``quota`` clusters on the L2-normalised standardised embeddings of that class's
+       candidates (a seeded sample of at most 256 per cluster), and the candidate nearest each centroid.
+
+    Parameters
+    ----------
+    dropout : float, default=0.75
+    n_passes : int, default=3
+    candidate_factor : float, default=25
+    kmeans_niter : int, default=25
+    chunk_rows : int, default=1024
+        Rows per dropout chunk (bounds memory; part of what a seed reproduces).
+    random_state : None, int or Generator
+
+    Attributes
+    ----------
+    last_result_ : BalancedResult
+    """
+
+    needs_head = True
+
+    def __init__(
+        self,
+        *,
+        dropout: float = 0.75,
+        n_passes: int = 3,
+        candidate_factor: float = 25,
+        kmeans_niter: int = 25,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        random_state: RandomState = None,
+    ) -> None:
+        self.dropout = dropout
+        self.n_passes = n_passes
+        self.candidate_factor = candidate_factor
+        self.kmeans_niter = kmeans_niter
+        self.chunk_rows = chunk_rows
+        self.random_state = random_state
+
+    def _validate(self) -> None:
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.n_passes, int | np.integer) or not 1 <= self.n_passes <= 255:
+            raise ValueError(f"n_passes must be an integer in [1, 255], got {self.n_passes!r}")
+        if float(self.candidate_factor) < 0:
+            raise ValueError(f"candidate_factor must be >= 0, got {self.candidate_factor!r}")
+        if not isinstance(self.kmeans_niter, int | np.integer) or self.kmeans_niter < 1:
+            raise ValueError(f"kmeans_niter must be a positive integer, got {self.kmeans_niter!r}")
+        if not isinstance(self.chunk_rows, int | np.integer) or self.chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be a positive integer, got {self.chunk_rows!r}")
+
+    def _query(self, X, y, selectable, *, batch_size, head, rng):
+        self._validate()
+        W, b = head.affine()
+        n_classes = W.shape[1]
+        y_star, counts = mismatch_counts(
+            np.ascontiguousarray(X, dtype=np.float32),
+            W,
+            b,
+            n_passes=int(self.n_passes),
+            dropout=float(self.dropout),
+            seed=int(rng.integers(2**63)),
+            chunk_rows=int(self.chunk_rows),
+        )
+        hist = np.bincount(counts[selectable], minlength=self.n_passes + 1)
+        t = int(self.n_passes) // 2
+        while t > 0 and hist[t + 1 :].sum() < float(self.candidate_factor) * batch_size:
+            t -= 1
+        candidates = np.flatnonzero(selectable & (counts > t))
+        if len(candidates) < batch_size:
+            rest = np.flatnonzero(selectable & (counts <= t))
+            fill = rng.choice(rest, size=batch_size - len(candidates), replace=False)
+            none = np.zeros(n_classes, np.int64)
+            self.last_result_ = BalancedResult(t, len(candidates), none, none, len(fill))
+            return np.concatenate([candidates, fill])
+        labels = y[(y != MISSING_LABEL) & (y < n_classes)]
+        predicted = y_star[candidates]
+        capacity = np.bincount(predicted, minlength=n_classes)
+        quotas = class_quotas(np.bincount(labels, minlength=n_classes), capacity, batch_size)
+        chosen = [self._pick(X, candidates[predicted == c], int(q), head, rng) for c, q in enumerate(quotas) if q]
+        self.last_result_ = BalancedResult(t, len(candidates), capacity, quotas, 0)
+        return np.concatenate(chosen)
+
+    def _pick(self, X: np.ndarray, rows: np.ndarray, k: int, head, rng: np.random.Generator) -> np.ndarray:
+        """``k`` of ``rows``: the row nearest each of ``k`` k-means centroids of their normalised embeddings."""
+        if k >= len(rows):
+            return rows
+        if len(rows) > POINTS_PER_CENTROID * k:
+            rows = np.sort(rng.choice(rows, size=POINTS_PER_CENTROID * k, replace=False))
+        Z = l2_normalise(head.transform(X[rows]))
+        km = make_kmeans(
+            Z.shape[1], k, niter=int(self.kmeans_niter), seed=int(rng.integers(2**31)), max_points_per_centroid=None
+        )
+        km.train(Z)
+        return rows[nearest_distinct(Z, km.centroids)]

@@ -1,0 +1,84 @@
+"""BalancedDropQuery: quotas on known cases, the batch they produce, and the fallbacks. (The query contract itself
+is checked for every registered strategy in test_strategies.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from raydq.head import LinearHead
+from raydq.strategies import MISSING_LABEL, BalancedDropQuery, DropQuery
+from raydq.strategies.balanced_dropquery import class_quotas
+
+
+@pytest.mark.parametrize(
+    ("labeled", "capacity", "budget", "expected"),
+    [
+        ([0, 0, 0], [5, 5, 5], 6, [2, 2, 2]),  # equal labels: equal shares
+        ([6, 0, 3], [9, 9, 9], 6, [0, 5, 1]),  # the least-labeled class fills up to the next one first
+        ([0, 0, 0], [1, 0, 9], 5, [1, 0, 4]),  # capacity caps a class, the rest spills over
+        ([0, 4], [2, 1], 9, [2, 1]),  # fewer candidates than budget: every candidate
+        ([1, 1], [3, 7], 1, [0, 1]),  # ties go to the class with more candidates
+    ],
+)
+def test_class_quotas_known_answers(labeled, capacity, budget, expected):
+    assert class_quotas(np.array(labeled), np.array(capacity), budget).tolist() == expected
+
+
+def test_class_quotas_refuse_mismatched_shapes():
+    with pytest.raises(ValueError, match="capacity"):
+        class_quotas(np.array([1, 2]), np.array([1, 2, 3]), 2)
+
+
+@pytest.fixture(scope="module")
+def long_tail():
+    """Three classes, 600 / 150 / 60 rows; labels 30 / 3 / 1: the head leans to class 0."""
+    rng = np.random.default_rng(0)
+    sizes = [600, 150, 60]
+    centers = rng.normal(size=(3, 16)) * 2.0
+    truth = np.repeat(np.arange(3), sizes)
+    X = (centers[truth] + rng.normal(size=(len(truth), 16))).astype(np.float32)
+    y = np.full(len(truth), MISSING_LABEL)
+    for c, k in enumerate([30, 3, 1]):
+        y[rng.choice(np.flatnonzero(truth == c), k, replace=False)] = c
+    head = LinearHead(3, random_state=0).fit(X[y >= 0], y[y >= 0])
+    return X, y, head
+
+
+def test_batch_follows_the_water_filled_quotas(long_tail):
+    X, y, head = long_tail
+    s = BalancedDropQuery(random_state=0)
+    chosen = s.query(X, y, batch_size=12, head=head)
+    r = s.last_result_
+    assert r.n_random == 0 and r.capacity.sum() == r.n_candidates >= 12
+    assert r.quotas.tolist() == class_quotas(np.bincount(y[y >= 0], minlength=3), r.capacity, 12).tolist()
+    assert np.bincount(head.predict(X[chosen]), minlength=3).tolist() == r.quotas.tolist()
+    assert r.capacity[1:].min() > 0  # the fixture must exercise all three classes
+
+
+def test_rare_predicted_classes_get_more_of_the_batch_than_dropquery_gives(long_tail):
+    X, y, head = long_tail
+    balanced = BalancedDropQuery(random_state=1)
+    chosen = balanced.query(X, y, batch_size=12, head=head)
+    plain = DropQuery(random_state=1).query(X, y, batch_size=12, head=head)
+    rare = lambda rows: int((head.predict(X[rows]) != 0).sum())  # noqa: E731
+    assert rare(chosen) > rare(plain)
+    assert rare(chosen) == min(12, balanced.last_result_.capacity[1:].sum())  # 4 labels against 30: all the rare slots
+
+
+def test_too_few_candidates_fall_back_to_random_rows(long_tail):
+    X, y, head = long_tail
+    s = BalancedDropQuery(n_passes=1, dropout=0.0, random_state=0)  # no dropout: no row ever disagrees
+    chosen = s.query(X, y, batch_size=7, head=head)
+    assert s.last_result_.n_candidates == 0 and s.last_result_.n_random == 7
+    assert len(np.unique(chosen)) == 7 and (y[chosen] == MISSING_LABEL).all()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"dropout": 1.0}, "dropout"), ({"n_passes": 0}, "n_passes"), ({"kmeans_niter": 0}, "kmeans_niter")],
+)
+def test_bad_parameters_name_themselves(long_tail, params, message):
+    X, y, head = long_tail
+    with pytest.raises(ValueError, match=message):
+        BalancedDropQuery(**params).query(X, y, batch_size=3, head=head)
