@@ -45,25 +45,43 @@ def long_tail():
     return X, y, head
 
 
-def test_batch_follows_the_water_filled_quotas(long_tail):
+def corrected_predict(head, X, y, tau):
+    """The head's argmax on logits adjusted by the labeled class prior, as the strategy computes y*."""
+    counts = np.bincount(y[y >= 0], minlength=head.n_classes)
+    return (head.decision_function(X) - tau * np.log((counts + 1) / (counts.sum() + len(counts)))).argmax(axis=1)
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.0])
+def test_batch_follows_the_water_filled_quotas(long_tail, tau):
     X, y, head = long_tail
-    s = BalancedDropQuery(random_state=0)
+    s = BalancedDropQuery(prior_correction=tau, random_state=0)
     chosen = s.query(X, y, batch_size=12, head=head)
     r = s.last_result_
     assert r.n_random == 0 and r.capacity.sum() == r.n_candidates >= 12
     assert r.quotas.tolist() == class_quotas(np.bincount(y[y >= 0], minlength=3), r.capacity, 12).tolist()
-    assert np.bincount(head.predict(X[chosen]), minlength=3).tolist() == r.quotas.tolist()
+    assert np.bincount(corrected_predict(head, X[chosen], y, tau), minlength=3).tolist() == r.quotas.tolist()
     assert r.capacity[1:].min() > 0  # the fixture must exercise all three classes
 
 
 def test_rare_predicted_classes_get_more_of_the_batch_than_dropquery_gives(long_tail):
     X, y, head = long_tail
-    balanced = BalancedDropQuery(random_state=1)
+    balanced = BalancedDropQuery(prior_correction=0.0, random_state=1)
     chosen = balanced.query(X, y, batch_size=12, head=head)
     plain = DropQuery(random_state=1).query(X, y, batch_size=12, head=head)
     rare = lambda rows: int((head.predict(X[rows]) != 0).sum())  # noqa: E731
     assert rare(chosen) > rare(plain)
     assert rare(chosen) == min(12, balanced.last_result_.capacity[1:].sum())  # 4 labels against 30: all the rare slots
+
+
+def test_prior_correction_widens_the_rare_classes(long_tail):
+    X, y, head = long_tail
+    capacity = {}
+    for tau in (0.0, 1.0):
+        s = BalancedDropQuery(prior_correction=tau, random_state=2)
+        s.query(X, y, batch_size=12, head=head)
+        capacity[tau] = s.last_result_.capacity
+    assert capacity[1.0][1:].sum() > capacity[0.0][1:].sum()
+    assert (corrected_predict(head, X, y, 1.0) != 0).sum() > (head.predict(X) != 0).sum()
 
 
 def test_too_few_candidates_fall_back_to_random_rows(long_tail):
@@ -76,7 +94,12 @@ def test_too_few_candidates_fall_back_to_random_rows(long_tail):
 
 @pytest.mark.parametrize(
     ("params", "message"),
-    [({"dropout": 1.0}, "dropout"), ({"n_passes": 0}, "n_passes"), ({"kmeans_niter": 0}, "kmeans_niter")],
+    [
+        ({"dropout": 1.0}, "dropout"),
+        ({"n_passes": 0}, "n_passes"),
+        ({"kmeans_niter": 0}, "kmeans_niter"),
+        ({"prior_correction": -1.0}, "prior_correction"),
+    ],
 )
 def test_bad_parameters_name_themselves(long_tail, params, message):
     X, y, head = long_tail

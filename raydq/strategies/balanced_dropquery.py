@@ -7,8 +7,15 @@ k-means diversity, but first gives each predicted class a quota of the batch, fi
 labels first (water-filling the labeled counts, as class-balanced selection does in BASE, Emam et al. 2021, and
 GALAXY, Zhang et al. 2022), each quota capped by the candidates predicted as that class. Inside a class, k-means
 with ``quota`` clusters on the candidates' standardised embeddings picks the candidate nearest each centroid, as
-DropQuery does for the whole batch. On a balanced pool the labeled counts stay close, so the quotas follow the
-candidates and the batch stays much like DropQuery's.
+DropQuery does for the whole batch.
+
+The head that scores the pool was trained on the labels so far, so on a long-tailed pool it is biased towards the
+classes with many labels: their regions swallow the boundary rows of the rare classes, and few candidates are
+predicted rare. With ``prior_correction`` = tau > 0, y* and the dropout passes use logits adjusted by the labeled
+class prior, ``logit_c - tau * log(pi_c)`` with ``pi_c = (n_c + 1) / (n + C)`` (post-hoc logit adjustment, Menon et
+al. 2021). Measured on Fashion-MNIST (3 seeds, 20 rounds): quotas alone gained 1.9 points of mean balanced accuracy
+over DropQuery at imbalance 100 but lost 0.9 points of accuracy on the balanced pool; with the prior correction they
+gained 2.5 points and lost nothing on the balanced pool (see docs/results).
 
 What crosses shards (for the port onto the sharded API): phase 1 as DropQuery's plus each shard's count of
 candidates per predicted class (a C-length histogram per threshold); phase 2 returns, per class, a uniform sample of
@@ -65,8 +72,9 @@ class BalancedResult:
 class BalancedDropQuery(QueryStrategy):
     """DropQuery with the batch shared out over predicted classes, rarest-labeled first.
 
-    1. y* and ``n_passes`` dropout passes as DropQuery; candidates are selectable rows with more than t disagreeing
-       passes, t lowered from ``n_passes // 2`` while fewer than ``candidate_factor * batch_size`` remain;
+    1. y* and ``n_passes`` dropout passes as DropQuery, on logits corrected by the labeled class prior; candidates
+       are selectable rows with more than t disagreeing passes, t lowered from ``n_passes // 2`` while fewer than
+       ``candidate_factor * batch_size`` remain;
     2. fewer candidates than ``batch_size``: all of them plus random selectable rows (as DropQuery);
     3. otherwise ``class_quotas`` over the candidates' predicted classes, from the labeled counts in ``y``;
     4. per class, k-means with ``quota`` clusters on the L2-normalised standardised embeddings of that class's
@@ -78,6 +86,8 @@ class BalancedDropQuery(QueryStrategy):
     n_passes : int, default=3
     candidate_factor : float, default=25
     kmeans_niter : int, default=25
+    prior_correction : float, default=1.0
+        tau of the logit adjustment by the labeled class prior (0 switches it off).
     chunk_rows : int, default=1024
         Rows per dropout chunk (bounds memory; part of what a seed reproduces).
     random_state : None, int or Generator
@@ -96,6 +106,7 @@ class BalancedDropQuery(QueryStrategy):
         n_passes: int = 3,
         candidate_factor: float = 25,
         kmeans_niter: int = 25,
+        prior_correction: float = 1.0,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         random_state: RandomState = None,
     ) -> None:
@@ -103,6 +114,7 @@ class BalancedDropQuery(QueryStrategy):
         self.n_passes = n_passes
         self.candidate_factor = candidate_factor
         self.kmeans_niter = kmeans_niter
+        self.prior_correction = prior_correction
         self.chunk_rows = chunk_rows
         self.random_state = random_state
 
@@ -115,6 +127,8 @@ class BalancedDropQuery(QueryStrategy):
             raise ValueError(f"candidate_factor must be >= 0, got {self.candidate_factor!r}")
         if not isinstance(self.kmeans_niter, int | np.integer) or self.kmeans_niter < 1:
             raise ValueError(f"kmeans_niter must be a positive integer, got {self.kmeans_niter!r}")
+        if not float(self.prior_correction) >= 0:
+            raise ValueError(f"prior_correction must be >= 0, got {self.prior_correction!r}")
         if not isinstance(self.chunk_rows, int | np.integer) or self.chunk_rows < 1:
             raise ValueError(f"chunk_rows must be a positive integer, got {self.chunk_rows!r}")
 
@@ -122,6 +136,9 @@ class BalancedDropQuery(QueryStrategy):
         self._validate()
         W, b = head.affine()
         n_classes = W.shape[1]
+        labeled = np.bincount(y[(y != MISSING_LABEL) & (y < n_classes)], minlength=n_classes)
+        prior = (labeled + 1.0) / (labeled.sum() + n_classes)
+        b = (b - float(self.prior_correction) * np.log(prior)).astype(np.float32)
         y_star, counts = mismatch_counts(
             np.ascontiguousarray(X, dtype=np.float32),
             W,
@@ -142,10 +159,9 @@ class BalancedDropQuery(QueryStrategy):
             none = np.zeros(n_classes, np.int64)
             self.last_result_ = BalancedResult(t, len(candidates), none, none, len(fill))
             return np.concatenate([candidates, fill])
-        labels = y[(y != MISSING_LABEL) & (y < n_classes)]
         predicted = y_star[candidates]
         capacity = np.bincount(predicted, minlength=n_classes)
-        quotas = class_quotas(np.bincount(labels, minlength=n_classes), capacity, batch_size)
+        quotas = class_quotas(labeled, capacity, batch_size)
         chosen = [self._pick(X, candidates[predicted == c], int(q), head, rng) for c, q in enumerate(quotas) if q]
         self.last_result_ = BalancedResult(t, len(candidates), capacity, quotas, 0)
         return np.concatenate(chosen)
