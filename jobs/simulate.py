@@ -3,9 +3,10 @@
 The paper's protocol: round 0 labels ``--initial-budget`` rows (default: the number of classes) chosen by a cold
 start, then ``--rounds`` rounds of ``--per-round`` rows (default: the number of classes) chosen by a query strategy;
 after every round a fresh head is trained and scored on the test store. Strategies are ``cold>query`` pairs, e.g.
-``centroid>dropquery,random>random``. ``--imbalance R`` first subsamples the pool, per seed, to a long-tailed class
-profile whose largest class has R times the rows of its smallest (``raydq.sim.imbalance``); the test store stays
-as it is. Writes ``<output>/results.csv`` (strategy, seed, round, labeled, test_accuracy, query_seconds,
+``centroid>dropquery,random>random``; either side may set constructor options,
+``centroid[n_init=5;kmeans_niter=100]``. ``--imbalance R`` first subsamples the pool, per seed, to a long-tailed
+class profile whose largest class has R times the rows of its smallest (``raydq.sim.imbalance``); the test store
+stays as it is. Writes ``<output>/results.csv`` (strategy, seed, round, labeled, test_accuracy, query_seconds,
 balanced_accuracy, macro_f1, classes_labeled), ``<output>/accuracy.png`` (mean ± std over seeds) and prints the
 summary table (mean accuracy, balanced accuracy, macro-F1, the round by which every class has a label).
 Resumable: runs (strategy, seed) already complete in the CSV are skipped.

@@ -120,6 +120,28 @@ def test_bad_strategy_specs(spec, message):
         StrategyPair.parse(spec)
 
 
+def test_strategy_options_reach_the_constructors():
+    pair = StrategyPair.parse("centroid[n_init=2; kmeans_niter=5]>dropquery[kmeans_niter=10;relax=false]")
+    cold, query = pair.build(np.random.default_rng(0))
+    assert (cold.n_init, cold.kmeans_niter) == (2, 5)
+    assert (query.kmeans_niter, query.relax, query.dropout) == (10, False, 0.75)
+    assert str(pair) == "centroid[n_init=2; kmeans_niter=5]>dropquery[kmeans_niter=10;relax=false]"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("centroid[nope=1]>dropquery", "not option=value"),
+        ("centroid[n_init]>dropquery", "not option=value"),
+        ("centroid[random_state=3]>dropquery", "not option=value"),
+        ("centroid[n_init=2>dropquery", "must look like"),
+    ],
+)
+def test_bad_strategy_options_are_refused(spec, message):
+    with pytest.raises(ValueError, match=message):
+        StrategyPair.parse(spec)
+
+
 def test_bad_arguments_name_the_flag(stores, tmp_path):
     job = _load_job()
     with pytest.raises(ValueError, match="--seeds"):
