@@ -25,6 +25,18 @@ def test_class_quotas_known_answers(labeled, capacity, budget, expected):
     assert class_quotas(np.array(labeled), np.array(capacity), budget).tolist() == expected
 
 
+@pytest.mark.parametrize(
+    ("weight", "expected"),
+    [
+        (0.0, [4, 4, 4]),  # labeled counts alone
+        (1.0, [10, 1, 1]),  # (labels + 1) in proportion to the candidates: 80 / 10 / 10 of them
+        (0.5, [8, 2, 2]),  # in between
+    ],
+)
+def test_candidate_weight_moves_slots_towards_the_candidates(weight, expected):
+    assert class_quotas(np.zeros(3), np.array([80, 10, 10]), 12, candidate_weight=weight).tolist() == expected
+
+
 def test_class_quotas_refuse_mismatched_shapes():
     with pytest.raises(ValueError, match="capacity"):
         class_quotas(np.array([1, 2]), np.array([1, 2, 3]), 2)
@@ -58,14 +70,15 @@ def test_batch_follows_the_water_filled_quotas(long_tail, tau):
     chosen = s.query(X, y, batch_size=12, head=head)
     r = s.last_result_
     assert r.n_random == 0 and r.capacity.sum() == r.n_candidates >= 12
-    assert r.quotas.tolist() == class_quotas(np.bincount(y[y >= 0], minlength=3), r.capacity, 12).tolist()
+    expected = class_quotas(np.bincount(y[y >= 0], minlength=3), r.capacity, 12, candidate_weight=0.5)
+    assert r.quotas.tolist() == expected.tolist()
     assert np.bincount(corrected_predict(head, X[chosen], y, tau), minlength=3).tolist() == r.quotas.tolist()
     assert r.capacity[1:].min() > 0  # the fixture must exercise all three classes
 
 
 def test_rare_predicted_classes_get_more_of_the_batch_than_dropquery_gives(long_tail):
     X, y, head = long_tail
-    balanced = BalancedDropQuery(prior_correction=0.0, random_state=1)
+    balanced = BalancedDropQuery(prior_correction=0.0, candidate_weight=0.0, random_state=1)
     chosen = balanced.query(X, y, batch_size=12, head=head)
     plain = DropQuery(random_state=1).query(X, y, batch_size=12, head=head)
     rare = lambda rows: int((head.predict(X[rows]) != 0).sum())  # noqa: E731
@@ -99,6 +112,7 @@ def test_too_few_candidates_fall_back_to_random_rows(long_tail):
         ({"n_passes": 0}, "n_passes"),
         ({"kmeans_niter": 0}, "kmeans_niter"),
         ({"prior_correction": -1.0}, "prior_correction"),
+        ({"candidate_weight": -0.5}, "candidate_weight"),
     ],
 )
 def test_bad_parameters_name_themselves(long_tail, params, message):
