@@ -26,20 +26,23 @@ def test_class_quotas_known_answers(labeled, capacity, budget, expected):
 
 
 @pytest.mark.parametrize(
-    ("weight", "expected"),
+    ("preference", "expected"),
     [
-        (0.0, [4, 4, 4]),  # labeled counts alone
-        (1.0, [10, 1, 1]),  # (labels + 1) in proportion to the candidates: 80 / 10 / 10 of them
-        (0.5, [8, 2, 2]),  # in between
+        ([1, 1, 1], [4, 4, 4]),  # labeled counts alone
+        ([8, 1, 1], [10, 1, 1]),  # (labels + 1) in proportion to the preferences
+        ([2, 1, 1], [6, 3, 3]),
     ],
 )
-def test_candidate_weight_moves_slots_towards_the_candidates(weight, expected):
-    assert class_quotas(np.zeros(3), np.array([80, 10, 10]), 12, candidate_weight=weight).tolist() == expected
+def test_preferences_move_slots_towards_a_class(preference, expected):
+    got = class_quotas(np.zeros(3), np.array([80, 10, 10]), 12, preference=np.array(preference, dtype=float))
+    assert got.tolist() == expected
 
 
 def test_class_quotas_refuse_mismatched_shapes():
     with pytest.raises(ValueError, match="capacity"):
         class_quotas(np.array([1, 2]), np.array([1, 2, 3]), 2)
+    with pytest.raises(ValueError, match="preference"):
+        class_quotas(np.array([1, 2]), np.array([1, 2]), 2, preference=np.ones(3))
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +66,16 @@ def corrected_predict(head, X, y, tau):
     return (head.decision_function(X) - tau * np.log((counts + 1) / (counts.sum() + len(counts)))).argmax(axis=1)
 
 
-@pytest.mark.parametrize("tau", [0.0, 1.0])
-def test_batch_follows_the_water_filled_quotas(long_tail, tau):
+@pytest.mark.parametrize(("tau", "alpha"), [(0.0, 0.5), (1.0, 0.5), (0.0, 0.0), (0.0, 2.0)])
+def test_batch_follows_the_water_filled_quotas(long_tail, tau, alpha):
     X, y, head = long_tail
-    s = BalancedDropQuery(prior_correction=tau, random_state=0)
+    s = BalancedDropQuery(prior_correction=tau, difficulty_weight=alpha, random_state=0)
     chosen = s.query(X, y, batch_size=12, head=head)
     r = s.last_result_
     assert r.n_random == 0 and r.capacity.sum() == r.n_candidates >= 12
-    expected = class_quotas(np.bincount(y[y >= 0], minlength=3), r.capacity, 12, candidate_weight=0.5)
+    predicted = np.bincount(corrected_predict(head, X[y < 0], y, tau), minlength=3)
+    rate = r.capacity / np.maximum(predicted, 1)
+    expected = class_quotas(np.bincount(y[y >= 0], minlength=3), r.capacity, 12, preference=rate**alpha)
     assert r.quotas.tolist() == expected.tolist()
     assert np.bincount(corrected_predict(head, X[chosen], y, tau), minlength=3).tolist() == r.quotas.tolist()
     assert r.capacity[1:].min() > 0  # the fixture must exercise all three classes
@@ -78,7 +83,7 @@ def test_batch_follows_the_water_filled_quotas(long_tail, tau):
 
 def test_rare_predicted_classes_get_more_of_the_batch_than_dropquery_gives(long_tail):
     X, y, head = long_tail
-    balanced = BalancedDropQuery(prior_correction=0.0, candidate_weight=0.0, random_state=1)
+    balanced = BalancedDropQuery(prior_correction=0.0, difficulty_weight=0.0, random_state=1)
     chosen = balanced.query(X, y, batch_size=12, head=head)
     plain = DropQuery(random_state=1).query(X, y, batch_size=12, head=head)
     rare = lambda rows: int((head.predict(X[rows]) != 0).sum())  # noqa: E731
@@ -112,7 +117,7 @@ def test_too_few_candidates_fall_back_to_random_rows(long_tail):
         ({"n_passes": 0}, "n_passes"),
         ({"kmeans_niter": 0}, "kmeans_niter"),
         ({"prior_correction": -1.0}, "prior_correction"),
-        ({"candidate_weight": -0.5}, "candidate_weight"),
+        ({"difficulty_weight": -0.5}, "difficulty_weight"),
     ],
 )
 def test_bad_parameters_name_themselves(long_tail, params, message):

@@ -9,15 +9,13 @@ GALAXY, Zhang et al. 2022), each quota capped by the candidates predicted as tha
 with ``quota`` clusters on the candidates' standardised embeddings picks the candidate nearest each centroid, as
 DropQuery does for the whole batch.
 
-The head that scores the pool was trained on the labels so far, so on a long-tailed pool it is biased towards the
-classes with many labels: their regions swallow the boundary rows of the rare classes. With ``prior_correction`` =
-tau > 0, y* and the dropout passes use logits adjusted by the labeled class prior, ``logit_c - tau * log(pi_c)`` with
-``pi_c = (n_c + 1) / (n + C)`` (post-hoc logit adjustment, Menon et al. 2021). Pure water-filling also costs
-accuracy on balanced pools (one slot per class at first: the centre of each class's candidates, less informative
-than DropQuery's clusters over all candidates), so a class's share of the candidates is weighed against its
-labeled count (``candidate_weight``, see ``class_quotas``). Measured on Fashion-MNIST (docs/results): water-filling
-alone gained 2.0 points of mean balanced accuracy over DropQuery at imbalance 100 and lost 0.9 points on the balanced
-pool; with the defaults (tau 1, weight 0.5) it gained 1.9 and 0.7 on a held-out split (5 and 3 seeds).
+Pure water-filling equalises labels even on a balanced pool, where DropQuery rightly spends more of the batch on the
+classes that are hard to tell apart. So each class's claim is weighed by its candidate rate, the fraction of the
+rows predicted as the class that are candidates: a property of how uncertain the class is, not of how large it is.
+``class_quotas`` aims at (labels + 1) in proportion to rate ** ``difficulty_weight``. ``prior_correction`` optionally
+adjusts y* and the dropout passes by the labeled class prior, ``logit_c - tau * log(pi_c)`` with ``pi_c = (n_c + 1) /
+(n + C)`` (post-hoc logit adjustment, Menon et al. 2021); measured, it did not help, so it is off by default. The
+measurements behind the defaults are in docs/results/README.md.
 
 What crosses shards (for the port onto the sharded API): phase 1 as DropQuery's plus each shard's count of
 candidates per predicted class (a C-length histogram per threshold); phase 2 returns, per class, a uniform sample of
@@ -40,25 +38,28 @@ POINTS_PER_CENTROID = 256
 
 
 def class_quotas(
-    labeled: np.ndarray, capacity: np.ndarray, budget: int, *, candidate_weight: float = 0.0
+    labeled: np.ndarray, capacity: np.ndarray, budget: int, *, preference: np.ndarray | None = None
 ) -> np.ndarray:
     """Slots per class, summing to ``min(budget, capacity.sum())`` with ``quota <= capacity``: each slot goes to the
-    open class with the smallest ``(labeled + slots + 1) / share ** candidate_weight``, ``share`` being the class's
-    fraction of the candidates (ties: more capacity, then the lower class index). With ``candidate_weight`` 0 this
-    water-fills the labeled counts; with 1 it aims at labeled counts proportional to the candidate shares.
+    open class with the smallest ``(labeled + slots + 1) / preference`` (ties: more capacity, then the lower class
+    index). With equal preferences this water-fills the labeled counts; otherwise it aims at (labels + 1) in
+    proportion to the preferences.
 
     >>> class_quotas(np.array([5, 0, 1]), np.array([9, 9, 1]), 4).tolist()
     [0, 3, 1]
     """
     labeled = np.asarray(labeled, dtype=np.int64)
     capacity = np.asarray(capacity, dtype=np.int64)
-    if labeled.shape != capacity.shape or labeled.ndim != 1:
-        raise ValueError(f"labeled {labeled.shape} and capacity {capacity.shape} must be equal 1-D shapes")
-    share = np.maximum(capacity / max(int(capacity.sum()), 1), 1e-12) ** float(candidate_weight)
+    pref = np.ones(len(capacity)) if preference is None else np.asarray(preference, dtype=np.float64)
+    if labeled.shape != capacity.shape or pref.shape != capacity.shape or labeled.ndim != 1:
+        raise ValueError(
+            f"labeled {labeled.shape}, capacity {capacity.shape} and preference {pref.shape} must be equal 1-D shapes"
+        )
+    pref = np.maximum(pref, 1e-12)
     quota = np.zeros_like(capacity)
     for _ in range(int(min(budget, capacity.sum()))):
         open_ = np.flatnonzero(quota < capacity)
-        need = (labeled[open_] + quota[open_] + 1) / share[open_]
+        need = (labeled[open_] + quota[open_] + 1) / pref[open_]
         c = open_[np.lexsort((open_, -capacity[open_], need))[0]]
         quota[c] += 1
     return quota
@@ -84,7 +85,7 @@ class BalancedDropQuery(QueryStrategy):
        ``candidate_factor * batch_size`` remain;
     2. fewer candidates than ``batch_size``: all of them plus random selectable rows (as DropQuery);
     3. otherwise ``class_quotas`` over the candidates' predicted classes, from the labeled counts in ``y`` weighed
-       against each class's share of the candidates (``candidate_weight``);
+       against each class's candidate rate (``difficulty_weight``);
     4. per class, k-means with ``quota`` clusters on the L2-normalised standardised embeddings of that class's
        candidates (a seeded sample of at most 256 per cluster), and the candidate nearest each centroid.
 
@@ -94,11 +95,11 @@ class BalancedDropQuery(QueryStrategy):
     n_passes : int, default=3
     candidate_factor : float, default=25
     kmeans_niter : int, default=25
-    prior_correction : float, default=1.0
-        tau of the logit adjustment by the labeled class prior (0 switches it off).
-    candidate_weight : float, default=0.5
-        How much a class's share of the candidates counts against its labeled count when the quotas are filled (0:
-        labeled counts alone, as BASE; 1: labels in proportion to the candidates, close to plain DropQuery).
+    prior_correction : float, default=0.0
+        tau of the logit adjustment by the labeled class prior (0: off).
+    difficulty_weight : float, default=0.5
+        Exponent alpha of each class's preference in ``class_quotas``: its candidate rate (candidates predicted as
+        the class over all selectable rows predicted as it) to the power alpha. 0: labeled counts alone, as BASE.
     chunk_rows : int, default=1024
         Rows per dropout chunk (bounds memory; part of what a seed reproduces).
     random_state : None, int or Generator
@@ -117,8 +118,8 @@ class BalancedDropQuery(QueryStrategy):
         n_passes: int = 3,
         candidate_factor: float = 25,
         kmeans_niter: int = 25,
-        prior_correction: float = 1.0,
-        candidate_weight: float = 0.5,
+        prior_correction: float = 0.0,
+        difficulty_weight: float = 0.5,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         random_state: RandomState = None,
     ) -> None:
@@ -127,7 +128,7 @@ class BalancedDropQuery(QueryStrategy):
         self.candidate_factor = candidate_factor
         self.kmeans_niter = kmeans_niter
         self.prior_correction = prior_correction
-        self.candidate_weight = candidate_weight
+        self.difficulty_weight = difficulty_weight
         self.chunk_rows = chunk_rows
         self.random_state = random_state
 
@@ -142,8 +143,8 @@ class BalancedDropQuery(QueryStrategy):
             raise ValueError(f"kmeans_niter must be a positive integer, got {self.kmeans_niter!r}")
         if not float(self.prior_correction) >= 0:
             raise ValueError(f"prior_correction must be >= 0, got {self.prior_correction!r}")
-        if not float(self.candidate_weight) >= 0:
-            raise ValueError(f"candidate_weight must be >= 0, got {self.candidate_weight!r}")
+        if not float(self.difficulty_weight) >= 0:
+            raise ValueError(f"difficulty_weight must be >= 0, got {self.difficulty_weight!r}")
         if not isinstance(self.chunk_rows, int | np.integer) or self.chunk_rows < 1:
             raise ValueError(f"chunk_rows must be a positive integer, got {self.chunk_rows!r}")
 
@@ -176,7 +177,9 @@ class BalancedDropQuery(QueryStrategy):
             return np.concatenate([candidates, fill])
         predicted = y_star[candidates]
         capacity = np.bincount(predicted, minlength=n_classes)
-        quotas = class_quotas(labeled, capacity, batch_size, candidate_weight=float(self.candidate_weight))
+        predicted_pool = np.bincount(y_star[selectable], minlength=n_classes)
+        rate = capacity / np.maximum(predicted_pool, 1)  # how uncertain the class is, whatever its size
+        quotas = class_quotas(labeled, capacity, batch_size, preference=rate ** float(self.difficulty_weight))
         chosen = [self._pick(X, candidates[predicted == c], int(q), head, rng) for c, q in enumerate(quotas) if q]
         self.last_result_ = BalancedResult(t, len(candidates), capacity, quotas, 0)
         return np.concatenate(chosen)
