@@ -102,6 +102,17 @@ def test_prior_correction_widens_the_rare_classes(long_tail):
     assert (corrected_predict(head, X, y, 1.0) != 0).sum() > (head.predict(X) != 0).sum()
 
 
+def test_discover_first_clusters_all_candidates_until_every_class_has_a_label(long_tail):
+    X, y, head = long_tail
+    unseen = y.copy()
+    unseen[unseen == 2] = MISSING_LABEL  # class 2 not found yet
+    s = BalancedDropQuery(discover_first=True, random_state=0)
+    chosen = s.query(X, unseen, batch_size=12, head=head)
+    assert s.last_result_.quotas.sum() == 0 and s.last_result_.n_random == 0 and len(np.unique(chosen)) == 12
+    s.query(X, y, batch_size=12, head=head)  # every class labeled: quotas again
+    assert s.last_result_.quotas.sum() == 12
+
+
 def test_too_few_candidates_fall_back_to_random_rows(long_tail):
     X, y, head = long_tail
     s = BalancedDropQuery(n_passes=1, dropout=0.0, random_state=0)  # no dropout: no row ever disagrees

@@ -18,8 +18,9 @@ adjusts y* and the dropout passes by the labeled class prior, ``logit_c - tau * 
 measurements behind the defaults are in docs/results/README.md.
 
 What crosses shards (for the port onto the sharded API): phase 1 as DropQuery's plus each shard's count of
-candidates per predicted class (a C-length histogram per threshold); phase 2 returns, per class, a uniform sample of
-at most ``256 * quota`` candidates with their embeddings. k-means runs on the driver per class.
+candidates per predicted class (a C-length histogram per threshold) and of selectable rows per predicted class;
+phase 2 returns, per class, a uniform sample of at most ``max(256 * quota, 20000)`` candidates with their
+embeddings. k-means runs on the driver per class.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from raydq.strategies._utils import l2_normalise
 from raydq.strategies.base import MISSING_LABEL, QueryStrategy, RandomState
 from raydq.strategies.dropout import DEFAULT_CHUNK_ROWS, mismatch_counts
 
-#: Candidates of one class that k-means trains on, per centroid (faiss's own subsample size).
+#: Candidates that one k-means trains on: 256 per centroid (faiss's own subsample size) but never fewer than 20,000,
+#: as DropQuery does, so a pool of tens of thousands clusters every candidate.
 POINTS_PER_CENTROID = 256
+MIN_POINTS = 20_000
 
 
 def class_quotas(
@@ -87,7 +90,7 @@ class BalancedDropQuery(QueryStrategy):
     3. otherwise ``class_quotas`` over the candidates' predicted classes, from the labeled counts in ``y`` weighed
        against each class's candidate rate (``difficulty_weight``);
     4. per class, k-means with ``quota`` clusters on the L2-normalised standardised embeddings of that class's
-       candidates (a seeded sample of at most 256 per cluster), and the candidate nearest each centroid.
+       candidates (a seeded sample of at most ``max(256 * quota, 20000)``), and the candidate nearest each centroid.
 
     Parameters
     ----------
@@ -100,6 +103,9 @@ class BalancedDropQuery(QueryStrategy):
     difficulty_weight : float, default=0.5
         Exponent alpha of each class's preference in ``class_quotas``: its candidate rate (candidates predicted as
         the class over all selectable rows predicted as it) to the power alpha. 0: labeled counts alone, as BASE.
+    discover_first : bool, default=False
+        While some class has no label yet, choose the batch as DropQuery does (k-means over all candidates, which
+        finds new classes sooner); quotas start once every class has a label.
     chunk_rows : int, default=1024
         Rows per dropout chunk (bounds memory; part of what a seed reproduces).
     random_state : None, int or Generator
@@ -120,6 +126,7 @@ class BalancedDropQuery(QueryStrategy):
         kmeans_niter: int = 25,
         prior_correction: float = 0.0,
         difficulty_weight: float = 0.5,
+        discover_first: bool = False,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         random_state: RandomState = None,
     ) -> None:
@@ -129,6 +136,7 @@ class BalancedDropQuery(QueryStrategy):
         self.kmeans_niter = kmeans_niter
         self.prior_correction = prior_correction
         self.difficulty_weight = difficulty_weight
+        self.discover_first = discover_first
         self.chunk_rows = chunk_rows
         self.random_state = random_state
 
@@ -176,6 +184,11 @@ class BalancedDropQuery(QueryStrategy):
             self.last_result_ = BalancedResult(t, len(candidates), none, none, len(fill))
             return np.concatenate([candidates, fill])
         predicted = y_star[candidates]
+        if self.discover_first and (labeled == 0).any():  # a class not found yet: one k-means over all candidates
+            chosen = self._pick(X, candidates, batch_size, head, rng)
+            none = np.zeros(n_classes, np.int64)
+            self.last_result_ = BalancedResult(t, len(candidates), none, none, 0)
+            return chosen
         capacity = np.bincount(predicted, minlength=n_classes)
         predicted_pool = np.bincount(y_star[selectable], minlength=n_classes)
         rate = capacity / np.maximum(predicted_pool, 1)  # how uncertain the class is, whatever its size
@@ -188,8 +201,9 @@ class BalancedDropQuery(QueryStrategy):
         """``k`` of ``rows``: the row nearest each of ``k`` k-means centroids of their normalised embeddings."""
         if k >= len(rows):
             return rows
-        if len(rows) > POINTS_PER_CENTROID * k:
-            rows = np.sort(rng.choice(rows, size=POINTS_PER_CENTROID * k, replace=False))
+        cap = max(POINTS_PER_CENTROID * k, MIN_POINTS)
+        if len(rows) > cap:
+            rows = np.sort(rng.choice(rows, size=cap, replace=False))
         Z = l2_normalise(head.transform(X[rows]))
         km = make_kmeans(
             Z.shape[1], k, niter=int(self.kmeans_niter), seed=int(rng.integers(2**31)), max_points_per_centroid=None
