@@ -111,6 +111,9 @@ def test_discover_first_clusters_all_candidates_until_every_class_has_a_label(lo
     assert s.last_result_.quotas.sum() == 0 and s.last_result_.n_random == 0 and len(np.unique(chosen)) == 12
     s.query(X, y, batch_size=12, head=head)  # every class labeled: quotas again
     assert s.last_result_.quotas.sum() == 12
+    off = BalancedDropQuery(discover_first=False, random_state=0)
+    off.query(X, unseen, batch_size=12, head=head)
+    assert off.last_result_.quotas.sum() == 12
 
 
 def test_too_few_candidates_fall_back_to_random_rows(long_tail):

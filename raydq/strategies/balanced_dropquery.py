@@ -103,9 +103,10 @@ class BalancedDropQuery(QueryStrategy):
     difficulty_weight : float, default=0.5
         Exponent alpha of each class's preference in ``class_quotas``: its candidate rate (candidates predicted as
         the class over all selectable rows predicted as it) to the power alpha. 0: labeled counts alone, as BASE.
-    discover_first : bool, default=False
-        While some class has no label yet, choose the batch as DropQuery does (k-means over all candidates, which
-        finds new classes sooner); quotas start once every class has a label.
+    discover_first : bool, default=True
+        While some class has no label yet, choose the batch as DropQuery does (k-means over all candidates: quotas
+        found new classes no sooner and cost accuracy in the early rounds); quotas start once every class has a
+        label.
     chunk_rows : int, default=1024
         Rows per dropout chunk (bounds memory; part of what a seed reproduces).
     random_state : None, int or Generator
@@ -126,7 +127,7 @@ class BalancedDropQuery(QueryStrategy):
         kmeans_niter: int = 25,
         prior_correction: float = 0.0,
         difficulty_weight: float = 0.5,
-        discover_first: bool = False,
+        discover_first: bool = True,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         random_state: RandomState = None,
     ) -> None:
