@@ -84,7 +84,7 @@ def main() -> None:
     from ray import serve
 
     from raydq.head import LinearHead
-    from raydq.labels import LabelIn, LabelStore
+    from raydq.labels import ANONYMOUS, LabelIn, LabelStore
     from raydq.pool.store import MISSING_LABEL, load_pool
     from raydq.serve.app import build_app
     from raydq.serve.config import ServeArgs
@@ -189,7 +189,7 @@ def main() -> None:
     start = time.perf_counter()
     for k in range(n_requests):
         chunk = rows[k * ns.labels_per_request : (k + 1) * ns.labels_per_request]
-        store.apply_labels([LabelIn(id=str(pool.ids[i]), label=classes[0]) for i in chunk])
+        store.apply_labels([LabelIn(id=str(pool.ids[i]), label=classes[0]) for i in chunk], caller=ANONYMOUS)
     direct_rate = n_requests * ns.labels_per_request / (time.perf_counter() - start)
     store.close()
     print(

@@ -1,10 +1,13 @@
-"""A small typed HTTP client for the raydq service: what an annotation tool (or the demo's simulated annotator)
-calls. Plain httpx; errors carry the server's message."""
+"""A small typed HTTP client for the raydq service: what an annotation tool (the demo's simulated annotator, the
+Label Studio connector) calls. Plain httpx; errors carry the server's message. Every endpoint path the tools use is
+written here once, so following a change of the service's API is a change to this file."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -16,6 +19,15 @@ class RaydqError(RuntimeError):
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
         self.detail = detail
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Optional endpoints this service offers (read from its OpenAPI schema, so tools adapt to older services)."""
+
+    skip: bool  # update_labels accepts {"id", "skip": true, "reason"}
+    renew: bool  # POST /renew_batch
+    item_image: bool  # GET /items/{id}/image
 
 
 class RaydqClient:
@@ -34,15 +46,18 @@ class RaydqClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, json: Any = None) -> Any:
-        response = self._http.request(method, path, json=json)
+    def _send(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None):
+        response = self._http.request(method, path, json=json, params=params)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
-            except ValueError:
+            except (ValueError, AttributeError):
                 detail = response.text
             raise RaydqError(response.status_code, detail)
-        return response.json()
+        return response
+
+    def _call(self, method: str, path: str, json: Any = None) -> Any:
+        return self._send(method, path, json=json).json()
 
     def healthz(self) -> Any:
         return self._call("GET", "/healthz")
@@ -65,8 +80,36 @@ class RaydqClient:
             body["batch_id"] = batch_id
         return self._call("POST", "/update_labels", body)
 
+    def skip_items(self, skips: list[dict[str, Any]], *, batch_id: str | None = None) -> dict[str, Any]:
+        """Answer items as unanswerable: ``skips`` are ``{"id", "reason"?, "annotator"?}``.
+
+        Needs ``capabilities().skip``; an older service refuses the ``skip`` field with a 422."""
+        return self.update_labels([{**s, "skip": True} for s in skips], batch_id=batch_id)
+
     def release_batch(self, batch_id: str) -> dict[str, Any]:
         return self._call("POST", "/release_batch", {"batch_id": batch_id})
+
+    def renew_batch(self, batch_id: str, *, lease_seconds: float | None = None) -> dict[str, Any]:
+        """Extend the leases of a batch's open items (needs ``capabilities().renew``)."""
+        body: dict[str, Any] = {"batch_id": batch_id}
+        if lease_seconds is not None:
+            body["lease_seconds"] = lease_seconds
+        return self._call("POST", "/renew_batch", body)
+
+    def item_image(self, item_id: str, *, size: int | None = None) -> tuple[bytes, str]:
+        """``(encoded image, media type)`` of one pool item, at most ``size`` pixels on its longest side."""
+        response = self._send("GET", item_image_path(item_id), params={"size": size} if size else None)
+        return response.content, response.headers.get("content-type", "application/octet-stream")
+
+    def capabilities(self) -> Capabilities:
+        schema = self._call("GET", "/openapi.json")
+        paths = schema.get("paths", {})
+        label_fields = schema.get("components", {}).get("schemas", {}).get("LabelIn", {}).get("properties", {})
+        return Capabilities(
+            skip="skip" in label_fields,
+            renew="/renew_batch" in paths,
+            item_image=any(p.startswith("/items/") and p.endswith("/image") for p in paths),
+        )
 
     def wait_until_ready(self, timeout: float = 120.0) -> None:
         """Poll /healthz until the service answers (Serve replicas take a while to start)."""
@@ -79,3 +122,8 @@ class RaydqClient:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
+
+
+def item_image_path(item_id: str) -> str:
+    """The image endpoint's path for ``item_id`` (ids may hold slashes: they are percent-encoded)."""
+    return f"/items/{quote(item_id, safe='')}/image"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One-shot set-up for a fresh Debian machine: system packages (the Fashion-MNIST dataset that the embedded
-# default embeds, and a PostgreSQL server that the label-store tests run against) and a virtualenv with raydq.
+# default embeds, a PostgreSQL server that the label-store tests run against, and the headless Chromium + driver
+# that the labeling page's browser test drives), a virtualenv with raydq, and Label Studio in its own virtualenv.
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(dataset-fashion-mnist postgresql)
+APT_PACKAGES=(dataset-fashion-mnist postgresql chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
@@ -31,4 +32,6 @@ PYTHON=${PYTHON:-python3}
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # torch 2.14.1 + torchvision 0.29.1 are pinned in pyproject.toml: the only pair that imports together here.
 "$VENV/bin/python" -m pip install -q -e '.[dev]'
+# Label Studio (the connector's tests start it) in .venv-ls: its pins clash with ours.
+bash scripts/setup_label_studio.sh
 echo "raydq setup: done ($("$VENV/bin/python" -c 'import ray, torch; print(f"ray {ray.__version__}, torch {torch.__version__}")'))"

@@ -1,10 +1,13 @@
-"""Shared fixtures: one real local Ray cluster for the whole session (starting Ray costs seconds)."""
+"""Shared fixtures: one real local Ray cluster for the whole session (starting Ray costs seconds), and PostgreSQL
+(``pg_server``, ``db_url``) from ``tests/postgres.py``."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+from tests.postgres import db_url, pg_server  # noqa: F401  (fixtures for every test folder)
 
 # Ray 2.60 turns token auth on by default; the local test cluster runs without it.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -1,14 +1,17 @@
-"""BalancedDropQuery: quotas on known cases, the batch they produce, and the fallbacks. (The query contract itself
-is checked for every registered strategy in test_strategies.py.)"""
+"""BalancedDropQuery: its query contract over shards, its option bounds, the quota arithmetic on known cases, and
+that the share of the batch given to quotas follows the pool's skew (DropQuery's batch on a balanced pool). The
+contract template in test_strategies.py and the bounds template in test_strategy_options.py run on it too."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from raydq.head import LinearHead
-from raydq.strategies import MISSING_LABEL, BalancedDropQuery, DropQuery
-from raydq.strategies.balanced_dropquery import class_quotas
+from raydq.strategies import MISSING_LABEL, BalancedDropQuery, DropQuery, LocalShardSet
+from raydq.strategies.balanced_dropquery import class_quotas, distribution_skew, quota_share
+from raydq.strategies.shards import LABELED, UNAVAILABLE, status_from_labels
 
 
 @pytest.mark.parametrize(
@@ -45,96 +48,142 @@ def test_class_quotas_refuse_mismatched_shapes():
         class_quotas(np.array([1, 2]), np.array([1, 2]), 2, preference=np.ones(3))
 
 
-@pytest.fixture(scope="module")
-def long_tail():
-    """Three classes, 600 / 150 / 60 rows; labels 30 / 3 / 1: the head leans to class 0."""
-    rng = np.random.default_rng(0)
-    sizes = [600, 150, 60]
-    centers = rng.normal(size=(3, 16)) * 2.0
-    truth = np.repeat(np.arange(3), sizes)
-    X = (centers[truth] + rng.normal(size=(len(truth), 16))).astype(np.float32)
+def test_skew_of_known_distributions():
+    assert distribution_skew(np.full(10, 7)) == pytest.approx(0.0)
+    assert distribution_skew(np.array([5, 0, 0, 0])) == pytest.approx(1.0)
+    assert distribution_skew(np.array([1, 1, 0, 0])) == pytest.approx(0.5)  # log 2 / log 4
+    assert distribution_skew(np.array([3])) == 0.0 and distribution_skew(np.zeros(4)) == 0.0
+    profile = lambda ratio: 1000 * ratio ** (-np.arange(10) / 9)  # noqa: E731  (the simulation's long tail)
+    assert distribution_skew(profile(10)) == pytest.approx(0.1007, abs=1e-4)
+    assert distribution_skew(profile(100)) == pytest.approx(0.2860, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("skew", "floor", "full", "expected"),
+    [(0.02, 0.05, 0.2, 0.0), (0.05, 0.05, 0.2, 0.0), (0.125, 0.05, 0.2, 0.5), (0.2, 0.05, 0.2, 1.0), (0.3, 0, 0, 1.0)],
+)
+def test_quota_share_is_linear_between_floor_and_full(skew, floor, full, expected):
+    assert quota_share(skew, floor, full) == pytest.approx(expected)
+
+
+def make_pool(sizes, *, labels_per_class, seed=0, d=16):
+    """Gaussian classes of the given sizes, a few labeled rows per class and a head fitted on them."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(len(sizes), d)) * 2.0
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    X = (centers[truth] + rng.normal(size=(len(truth), d))).astype(np.float32)
     y = np.full(len(truth), MISSING_LABEL)
-    for c, k in enumerate([30, 3, 1]):
+    for c, k in enumerate(labels_per_class):
         y[rng.choice(np.flatnonzero(truth == c), k, replace=False)] = c
-    head = LinearHead(3, random_state=0).fit(X[y >= 0], y[y >= 0])
+    head = LinearHead(len(sizes), random_state=0).fit(X[y >= 0], y[y >= 0])
     return X, y, head
 
 
-def corrected_predict(head, X, y, tau):
-    """The head's argmax on logits adjusted by the labeled class prior, as the strategy computes y*."""
-    counts = np.bincount(y[y >= 0], minlength=head.n_classes)
-    return (head.decision_function(X) - tau * np.log((counts + 1) / (counts.sum() + len(counts)))).argmax(axis=1)
+@pytest.fixture(scope="module")
+def long_tail():
+    """Three classes, 600 / 150 / 60 rows; labels 30 / 3 / 1: y* leans to class 0 and the pool is skewed."""
+    return make_pool([600, 150, 60], labels_per_class=[30, 3, 1])
 
 
-@pytest.mark.parametrize(("tau", "alpha"), [(0.0, 0.5), (1.0, 0.5), (0.0, 0.0), (0.0, 2.0)])
-def test_batch_follows_the_water_filled_quotas(long_tail, tau, alpha):
+@pytest.fixture(scope="module")
+def balanced():
+    return make_pool([300, 300, 300], labels_per_class=[4, 4, 4], seed=1)
+
+
+def select(strategy, X, status, head, *, batch_size=12, seed=0, n_shards=1):
+    return strategy.select(
+        LocalShardSet.from_arrays(X, status, n_shards=n_shards), batch_size=batch_size, head=head, seed=seed
+    )
+
+
+def test_batch_is_distinct_selectable_rows_of_the_requested_size(long_tail):
     X, y, head = long_tail
-    s = BalancedDropQuery(prior_correction=tau, difficulty_weight=alpha, random_state=0)
-    chosen = s.query(X, y, batch_size=12, head=head)
-    r = s.last_result_
-    assert r.n_random == 0 and r.capacity.sum() == r.n_candidates >= 12
-    predicted = np.bincount(corrected_predict(head, X[y < 0], y, tau), minlength=3)
-    rate = r.capacity / np.maximum(predicted, 1)
-    expected = class_quotas(np.bincount(y[y >= 0], minlength=3), r.capacity, 12, preference=rate**alpha)
-    assert r.quotas.tolist() == expected.tolist()
-    assert np.bincount(corrected_predict(head, X[chosen], y, tau), minlength=3).tolist() == r.quotas.tolist()
-    assert r.capacity[1:].min() > 0  # the fixture must exercise all three classes
+    status = status_from_labels(y)
+    unlabeled = np.flatnonzero(status == 0)
+    status[unlabeled[::5]] = UNAVAILABLE
+    sel = select(BalancedDropQuery(), X, status, head, batch_size=15)
+    assert sel.rows.shape == (15,) and sel.rows.dtype == np.int64 and len(np.unique(sel.rows)) == 15
+    assert (status[sel.rows] == 0).all()  # neither labeled nor unavailable
+    assert not (status[sel.rows] & LABELED).any()
+
+
+def test_same_seed_same_batch_and_sharding_does_not_change_it(long_tail):
+    X, y, head = long_tail
+    status = status_from_labels(y)
+    one = select(BalancedDropQuery(), X, status, head, seed=7)
+    again = select(BalancedDropQuery(), X, status, head, seed=7)
+    sharded = select(BalancedDropQuery(), X, status, head, seed=7, n_shards=3)
+    np.testing.assert_array_equal(one.rows, again.rows)
+    np.testing.assert_array_equal(np.sort(one.rows), np.sort(sharded.rows))
+    assert one.info["quotas"] == sharded.info["quotas"]
+    other = select(BalancedDropQuery(), X, status, head, seed=8)
+    assert set(other.rows) != set(one.rows)
+
+
+def test_a_skewed_pool_gets_the_water_filled_quotas(long_tail):
+    X, y, head = long_tail
+    sel = select(BalancedDropQuery(skew_floor=0.0, skew_full=0.0), X, status_from_labels(y), head)
+    predicted = head.predict(X)
+    assert sel.info["quota_slots"] == 12 and sel.info["pool_skew"] > 0.2
+    labeled = np.bincount(predicted[y >= 0], minlength=3)
+    assert np.bincount(predicted[sel.rows], minlength=3).tolist() == sel.info["quotas"]
+    assert sum(sel.info["quotas"]) == 12 and sel.info["quotas"][0] < 12 // 3  # class 0, with 30 labels, gets least
+    assert labeled.tolist() == [30, 3, 1]  # the fixture's head predicts its own labels right (the proxy holds)
 
 
 def test_rare_predicted_classes_get_more_of_the_batch_than_dropquery_gives(long_tail):
     X, y, head = long_tail
-    balanced = BalancedDropQuery(prior_correction=0.0, difficulty_weight=0.0, random_state=1)
-    chosen = balanced.query(X, y, batch_size=12, head=head)
-    plain = DropQuery(random_state=1).query(X, y, batch_size=12, head=head)
+    status = status_from_labels(y)
+    balanced = select(BalancedDropQuery(skew_floor=0.0, skew_full=0.0), X, status, head, seed=1)
+    plain = select(DropQuery(), X, status, head, seed=1)
     rare = lambda rows: int((head.predict(X[rows]) != 0).sum())  # noqa: E731
-    assert rare(chosen) > rare(plain)
-    assert rare(chosen) == min(12, balanced.last_result_.capacity[1:].sum())  # 4 labels against 30: all the rare slots
+    assert rare(balanced.rows) > rare(plain.rows)
 
 
-def test_prior_correction_widens_the_rare_classes(long_tail):
+def test_half_way_between_floor_and_full_half_the_batch_has_quotas(long_tail):
     X, y, head = long_tail
-    capacity = {}
-    for tau in (0.0, 1.0):
-        s = BalancedDropQuery(prior_correction=tau, random_state=2)
-        s.query(X, y, batch_size=12, head=head)
-        capacity[tau] = s.last_result_.capacity
-    assert capacity[1.0][1:].sum() > capacity[0.0][1:].sum()
-    assert (corrected_predict(head, X, y, 1.0) != 0).sum() > (head.predict(X) != 0).sum()
+    probe = select(BalancedDropQuery(), X, status_from_labels(y), head)
+    skew = probe.info["pool_skew"]
+    sel = select(BalancedDropQuery(skew_floor=skew / 2, skew_full=min(1.0, 1.5 * skew)), X, status_from_labels(y), head)
+    assert sel.info["quota_slots"] == 6 and sum(sel.info["quotas"]) == 6 and len(np.unique(sel.rows)) == 12
 
 
-def test_discover_first_clusters_all_candidates_until_every_class_has_a_label(long_tail):
+def test_a_pool_below_the_floor_gets_exactly_dropquerys_batch(balanced, long_tail):
+    for X, y, head in (balanced, long_tail):
+        status = status_from_labels(y)
+        sel = select(BalancedDropQuery(skew_floor=1.0, skew_full=1.0), X, status, head, seed=4)
+        plain = select(DropQuery(), X, status, head, seed=4)
+        assert sel.info["quota_slots"] == 0 and "quotas" not in sel.info
+        np.testing.assert_array_equal(sel.rows, plain.rows)
+    X, y, head = balanced
+    sel = select(BalancedDropQuery(), X, status_from_labels(y), head, seed=4)
+    assert sel.info["pool_skew"] < 0.05 and sel.info["quota_slots"] == 0  # the defaults leave a balanced pool alone
+
+
+def test_too_few_candidates_fall_back_to_random_rows_as_dropquery(long_tail):
     X, y, head = long_tail
-    unseen = y.copy()
-    unseen[unseen == 2] = MISSING_LABEL  # class 2 not found yet
-    s = BalancedDropQuery(discover_first=True, random_state=0)
-    chosen = s.query(X, unseen, batch_size=12, head=head)
-    assert s.last_result_.quotas.sum() == 0 and s.last_result_.n_random == 0 and len(np.unique(chosen)) == 12
-    s.query(X, y, batch_size=12, head=head)  # every class labeled: quotas again
-    assert s.last_result_.quotas.sum() == 12
-    off = BalancedDropQuery(discover_first=False, random_state=0)
-    off.query(X, unseen, batch_size=12, head=head)
-    assert off.last_result_.quotas.sum() == 12
-
-
-def test_too_few_candidates_fall_back_to_random_rows(long_tail):
-    X, y, head = long_tail
-    s = BalancedDropQuery(n_passes=1, dropout=0.0, random_state=0)  # no dropout: no row ever disagrees
-    chosen = s.query(X, y, batch_size=7, head=head)
-    assert s.last_result_.n_candidates == 0 and s.last_result_.n_random == 7
-    assert len(np.unique(chosen)) == 7 and (y[chosen] == MISSING_LABEL).all()
+    sel = select(BalancedDropQuery(n_passes=1, dropout=0.0), X, status_from_labels(y), head, batch_size=7)
+    assert sel.info["candidates"] == 0 and sel.info["random_fill"] == 7 and len(np.unique(sel.rows)) == 7
 
 
 @pytest.mark.parametrize(
-    ("params", "message"),
+    ("options", "field"),
     [
-        ({"dropout": 1.0}, "dropout"),
+        ({"skew_floor": -0.1}, "skew_floor"),
+        ({"skew_full": 1.5}, "skew_full"),
+        ({"difficulty_weight": 5.0}, "difficulty_weight"),
+        ({"difficulty_weight": "1"}, "difficulty_weight"),
+        ({"skew_floor": 0.3, "skew_full": 0.2}, "skew_floor"),
         ({"n_passes": 0}, "n_passes"),
-        ({"kmeans_niter": 0}, "kmeans_niter"),
-        ({"prior_correction": -1.0}, "prior_correction"),
-        ({"difficulty_weight": -0.5}, "difficulty_weight"),
+        ({"quota": 1}, "quota"),
     ],
 )
-def test_bad_parameters_name_themselves(long_tail, params, message):
+def test_bad_options_are_refused_naming_the_option(options, field):
+    with pytest.raises(ValidationError, match=field):
+        BalancedDropQuery.validate_options(options)
+
+
+def test_constructor_values_meet_the_same_bounds_at_select(long_tail):
     X, y, head = long_tail
-    with pytest.raises(ValueError, match=message):
-        BalancedDropQuery(**params).query(X, y, batch_size=3, head=head)
+    with pytest.raises(ValueError, match="skew_full"):
+        select(BalancedDropQuery(skew_full=2.0), X, status_from_labels(y), head)

@@ -6,25 +6,17 @@ import numpy as np
 import pytest
 
 from raydq.head import LinearHead
-from raydq.pool.shard import (
-    LocalShard,
+from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS
+from raydq.strategies import MISSING_LABEL, DropQuery, LocalShardSet
+from raydq.strategies.dropquery import (
+    CACHE_COUNTS,
+    CACHE_RUNS,
+    DropoutPasses,
+    candidate_cap,
     choose_threshold,
-    dropquery_over_shards,
     n_above,
 )
-from raydq.strategies import MISSING_LABEL, DropQuery
-
-
-class PresetShard(LocalShard):
-    """A shard whose mismatch counts are set by the test instead of drawn."""
-
-    def __init__(self, X, selectable, preset):
-        super().__init__(X, selectable)
-        self.preset = np.asarray(preset, dtype=np.uint8)
-
-    def phase1(self, W, b, *, dropout, n_passes, seed):
-        self.counts = self.preset
-        return np.bincount(self.counts[self.selectable], minlength=n_passes + 1)
+from raydq.strategies.shards import LABELED
 
 
 class IdentityHead:
@@ -35,6 +27,23 @@ class IdentityHead:
 
     def transform(self, X):
         return np.asarray(X, np.float32)
+
+
+def preset(X, counts, *, status=None, n_shards=1, n_passes=3):
+    """Shards whose phase-1 cache already holds ``counts`` for ``DropQuery(pass_seed=0)`` and ``IdentityHead``: the
+    test sets the mismatch counts instead of drawing them (and a cache miss would fail: W does not fit X)."""
+    shards = LocalShardSet.from_arrays(X, status, n_shards=n_shards)
+    W, b = IdentityHead().affine()
+    key = DropoutPasses(W, b, 0.75, n_passes, 0, DEFAULT_CHUNK_ROWS).key
+    for s in shards.shards:
+        s.cache[CACHE_COUNTS] = (key, np.asarray(counts, np.uint8)[s.row_offset : s.row_offset + len(s)])
+    return shards
+
+
+def run(shards, batch_size, *, seed=0, **params):
+    sel = DropQuery(pass_seed=0, **params).select(shards, batch_size=batch_size, head=IdentityHead(), seed=seed)
+    assert all(CACHE_RUNS not in s.cache for s in shards.shards)  # the preset counts were used
+    return sel
 
 
 @pytest.mark.parametrize(
@@ -68,29 +77,31 @@ def _grid(n, d=4, seed=0):
 def test_fewer_candidates_than_batch_takes_all_and_fills_at_random():
     n, B = 200, 10
     X = _grid(n)
-    selectable = np.ones(n, bool)
-    selectable[:20] = False  # labeled
+    status = np.zeros(n, np.uint8)
+    status[:20] = LABELED
     counts = np.zeros(n, np.uint8)
     uncertain = np.array([25, 60, 61, 150])  # 4 selectable rows with count 3; rows 0..19 also "uncertain" but labeled
     counts[uncertain] = 3
     counts[:20] = 3
-    res = dropquery_over_shards([PresetShard(X, selectable, counts)], IdentityHead(), batch_size=B, seed=1)
-    assert res.threshold == 0 and res.n_candidates == 4 and res.n_random == 6
+    res = run(preset(X, counts, status=status), B, seed=1)
+    assert res.info["threshold"] == 0 and res.info["candidates"] == 4 and res.info["random_fill"] == 6
     assert set(uncertain) <= set(res.rows)
-    assert len(set(res.rows)) == B and selectable[res.rows].all()
-    again = dropquery_over_shards([PresetShard(X, selectable, counts)], IdentityHead(), batch_size=B, seed=2)
+    assert len(set(res.rows)) == B and (status[res.rows] == 0).all()
+    again = run(preset(X, counts, status=status), B, seed=2)
     assert set(again.rows) - set(uncertain) != set(res.rows) - set(uncertain)  # the fill is random
+    split = run(preset(X, counts, status=status, n_shards=3), B, seed=1)
+    np.testing.assert_array_equal(split.rows, res.rows)
 
 
 def test_enough_candidates_clusters_only_candidates_at_the_relaxed_threshold():
     n, B = 1000, 4
     X = _grid(n)
-    selectable = np.ones(n, bool)
     counts = np.zeros(n, np.uint8)
     counts[100:160] = 1  # 60 rows with count 1
     counts[500:530] = 2  # 30 rows with count 2 (< 25 x 4 = 100 above t = 1), so t relaxes to 0: 90 candidates
-    res = dropquery_over_shards([PresetShard(X, selectable, counts)], IdentityHead(), batch_size=B, seed=0)
-    assert res.threshold == 0 and res.n_candidates == 90 and res.n_random == 0
+    res = run(preset(X, counts), B)
+    assert res.info["threshold"] == 0 and res.info["candidates"] == 90 and res.info["random_fill"] == 0
+    assert res.info["clustered"] == 90
     assert np.isin(res.rows, np.r_[100:160, 500:530]).all() and len(set(res.rows)) == B
 
 
@@ -102,9 +113,7 @@ def test_candidates_are_the_rows_nearest_the_kmeans_centroids():
     cand = (np.repeat(centres, per, axis=0) + rng.normal(scale=0.05, size=(B * per, 8))).astype(np.float32)
     X = np.concatenate([cand, rng.normal(size=(500, 8)).astype(np.float32)])
     counts = np.r_[np.full(B * per, 3), np.zeros(500)].astype(np.uint8)
-    res = dropquery_over_shards(
-        [PresetShard(X, np.ones(len(X), bool), counts)], IdentityHead(), batch_size=B, candidate_factor=1, seed=0
-    )
+    res = run(preset(X, counts), B, candidate_factor=1)
     assert sorted(res.rows // per) == [0, 1, 2]
     Z = cand / np.linalg.norm(cand, axis=1, keepdims=True)
     for r in res.rows:
@@ -116,10 +125,8 @@ def test_without_random_fill_the_whole_selectable_pool_is_clustered():
     X = _grid(300)
     counts = np.zeros(300, np.uint8)
     counts[:2] = 3
-    res = dropquery_over_shards(
-        [PresetShard(X, np.ones(300, bool), counts)], IdentityHead(), batch_size=5, random_fill=False, seed=0
-    )
-    assert res.n_random == 0 and res.n_candidates == 300 and len(set(res.rows)) == 5
+    res = run(preset(X, counts), 5, random_fill=False)
+    assert res.info["random_fill"] == 0 and res.info["candidates"] == 300 and len(set(res.rows)) == 5
 
 
 def _voting_pool(n_certain=400, n_balanced=30, d=64, seed=0):
@@ -148,21 +155,19 @@ def test_real_dropout_never_picks_a_row_no_pass_can_flip():
     X, head = _voting_pool()
     y = np.full(len(X), MISSING_LABEL)
     for seed in range(3):
-        q = DropQuery(candidate_factor=1, random_state=seed)
-        chosen = q.query(X, y, batch_size=5, head=head)
+        chosen = DropQuery(candidate_factor=1, random_state=seed).query(X, y, batch_size=5, head=head)
         assert (chosen >= 400).all()  # only balanced rows disagree with y* under dropout
-        assert q.last_result_.n_random == 0
+        sel = DropQuery(candidate_factor=1).select(LocalShardSet.from_arrays(X), batch_size=5, head=head, seed=seed)
+        assert sel.info["random_fill"] == 0 and (sel.rows >= 400).all()
 
 
 def test_real_dropout_fill_when_too_few_rows_can_flip():
     X, head = _voting_pool(n_balanced=3)
-    y = np.full(len(X), MISSING_LABEL)
-    q = DropQuery(random_state=0)
-    chosen = q.query(X, y, batch_size=8, head=head)
-    r = q.last_result_
-    assert r.threshold == 0 and r.n_candidates <= 3 and r.n_random == 8 - r.n_candidates
-    assert (chosen >= 400).sum() >= r.n_candidates
-    assert len(set(chosen)) == 8
+    r = DropQuery().select(LocalShardSet.from_arrays(X), batch_size=8, head=head, seed=0)
+    assert r.info["threshold"] == 0 and r.info["candidates"] <= 3
+    assert r.info["random_fill"] == 8 - r.info["candidates"]
+    assert (r.rows >= 400).sum() >= r.info["candidates"]
+    assert len(set(r.rows)) == 8
 
 
 def test_labeled_and_excluded_rows_are_never_candidates():
@@ -178,7 +183,16 @@ def test_labeled_and_excluded_rows_are_never_candidates():
 def test_dropquery_parameters_are_validated_with_their_names():
     X, head = _voting_pool()
     y = np.full(len(X), MISSING_LABEL)
-    for params, name in [({"dropout": 1.0}, "dropout"), ({"n_passes": 0}, "n_passes"), ({"threshold": 9}, "threshold")]:
+    for params, name in [
+        ({"dropout": 1.0}, "dropout"),
+        ({"n_passes": 0}, "n_passes"),
+        ({"threshold": 9}, "threshold"),
+        ({"threshold": 4, "n_passes": 3}, "threshold"),
+        ({"max_candidates": "x"}, "max_candidates"),
+        ({"chunk_rows": 10**9}, "chunk_rows"),
+        ({"pass_seed": -1}, "pass_seed"),
+        ({"pass_seed": 1.5}, "pass_seed"),
+    ]:
         with pytest.raises(ValueError, match=name):
             DropQuery(**params).query(X, y, batch_size=2, head=head)
 
@@ -196,3 +210,14 @@ def test_dropquery_with_a_trained_head_prefers_the_boundary():
     head = LinearHead(2, random_state=0).fit(X[np.r_[0:5, 400:405]], y[np.r_[0:5, 400:405]])
     chosen = DropQuery(candidate_factor=1, random_state=0).query(X, y, batch_size=6, head=head)
     assert (chosen >= 800).mean() >= 0.8
+
+
+def test_candidate_cap_keeps_small_batches_exact_and_bounds_kmeans_work():
+    assert candidate_cap(10, None) == 20_000  # the paper's batches: every candidate of a pool of tens of thousands
+    assert candidate_cap(1, None) == 20_000
+    assert candidate_cap(100, None) == 6_400  # 64 per cluster
+    assert candidate_cap(1000, None) == 64_000
+    assert candidate_cap(100, 300) == 300
+    for b in (1, 10, 20, 50, 100, 200, 1000):
+        assert candidate_cap(b, None) >= 64 * b
+        assert candidate_cap(b, None) * b <= max(200_000, 64 * b * b)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from raydq.strategies.dropout import dyadic_keep, keep_mask, map_dropout_chunks, mismatch_counts
+from raydq.deadline import DeadlineExceeded
+from raydq.numerics.dropout_passes import dyadic_keep, keep_mask, map_dropout_chunks, mismatch_counts
+from tests.strategies.helpers import CountingDeadline
 
 
 def _within(observed, p, n, sigmas=5.0):
@@ -128,3 +130,39 @@ def test_bad_arguments():
         mismatch_counts(X, np.zeros((2, 2)), np.zeros(2), dropout=1.0, n_passes=3, seed=0)
     with pytest.raises(ValueError, match="float32"):
         mismatch_counts(X.astype(np.float64), np.zeros((2, 2)), np.zeros(2), dropout=0.5, n_passes=3, seed=0)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        mismatch_counts(X, np.zeros((2, 2)), np.zeros(2), dropout=0.5, n_passes=3, seed=0, chunk_rows=0)
+
+
+def test_float16_features_give_the_float32_answer():
+    """A float16 pool is converted chunk by chunk; its counts equal those of the same values stored as float32."""
+    rng = np.random.default_rng(7)
+    X16 = rng.normal(size=(700, 24)).astype(np.float16)
+    W = rng.normal(size=(24, 4)).astype(np.float32)
+    b = rng.normal(size=4).astype(np.float32)
+    for threads in (1, 2):
+        y16, c16 = mismatch_counts(X16, W, b, dropout=0.75, n_passes=4, seed=2, chunk_rows=128, n_threads=threads)
+        y32, c32 = mismatch_counts(X16.astype(np.float32), W, b, dropout=0.75, n_passes=4, seed=2, chunk_rows=128)
+        np.testing.assert_array_equal(y16, y32)
+        np.testing.assert_array_equal(c16, c32)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_deadline_stops_the_chunk_loop_in_the_middle(threads):
+    X = np.zeros((64 * 40, 8), np.float32)
+    seen = []
+    deadline = CountingDeadline(5)
+    with pytest.raises(DeadlineExceeded):
+        map_dropout_chunks(
+            X,
+            np.zeros((8, 2), np.float32),
+            np.zeros(2, np.float32),
+            lambda s, logits, passes: seen.append(s),
+            dropout=0.5,
+            n_passes=1,
+            seed=0,
+            chunk_rows=64,
+            n_threads=threads,
+            deadline=deadline,
+        )
+    assert 5 <= len(seen) < 40  # some chunks ran, then the loop stopped

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
+from packaging.version import Version
 
 from tests.k8s import sync_cluster_spec
+from tests.k8s.dockerfile import build_args, shell_steps
+from tests.k8s.image import _offers_gpus, platform_cuda, platform_of, torch_cuda
 from tests.k8s.mistakes import MISTAKES
 from tests.k8s.validators import (
     CHECKS,
@@ -18,6 +26,19 @@ from tests.k8s.validators import (
     parse_python_command,
     script_flags,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_check_image():
+    """k8s/check_image.py, the script the Dockerfile runs (k8s/ is not a package: loaded from its path)."""
+    spec = importlib.util.spec_from_file_location("check_image", ROOT / "k8s" / "check_image.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+check_image = _load_check_image()
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +141,77 @@ def test_script_flags_reads_literal_and_model_driven_options(tmp_path) -> None:
     driven.write_text("from pkg import Cfg\nfor name in Cfg.model_fields:\n    pass\n")
     assert script_flags(tmp_path, literal) == {"--source"}
     assert script_flags(tmp_path, driven) == {"--num-gpus"}
+
+
+def test_torch_cuda_table_matches_the_torch_installed_from_pypi(project: Project) -> None:
+    """TORCH_CUDA's entry for the pin is what PyPI served to this environment: torch/version.py of the installed
+    wheel records its CUDA line (read as text; importing torch is not needed)."""
+    dist = importlib.metadata.distribution("torch")
+    installed = Version(dist.version)
+    pinned, cuda = torch_cuda(project.pyproject)
+    if installed.release != pinned.release:
+        pytest.skip(f"torch {installed} is installed, not the pinned {pinned}")
+    text = Path(dist.locate_file("torch/version.py")).read_text()
+    installed_cuda = re.search(r"^cuda\s*(?::[^=]*)?=\s*'([\d.]+)'", text, re.MULTILINE)
+    assert installed_cuda, "torch/version.py names no CUDA: a CPU wheel is installed"
+    assert installed_cuda[1] == cuda
+
+
+@pytest.mark.parametrize(
+    ("image", "platform", "cuda"),
+    [
+        ("rayproject/ray:2.60.0-py311-cu130", "cu130", "13.0"),
+        ("rayproject/ray:2.60.0-py311-gpu", "gpu", "12.1"),
+        ("rayproject/ray:2.60.0-py312-cu128-aarch64", "cu128", "12.8"),
+        ("rayproject/ray:2.60.0-py311-cu118", "cu118", "11.8"),
+        ("rayproject/ray:2.60.0-py311", "cpu", None),
+        ("rayproject/ray:2.60.0-py311-cpu", "cpu", None),
+    ],
+)
+def test_ray_image_platform_tags(image: str, platform: str, cuda: str | None) -> None:
+    assert platform_of(image) == platform
+    assert platform_cuda(platform) == cuda
+
+
+def test_dockerfile_build_args_and_shell_steps() -> None:
+    text = (
+        'ARG V=2.60.0\nARG EXTRAS="[gpu]"\nFROM rayproject/ray:${V}\nARG V\nARG EXTRAS\n'
+        "RUN pip uninstall -y a \\\n    && pip install .$EXTRAS; echo ${V} ${UNKNOWN}\n"
+    )
+    assert build_args(text) == {"V": "2.60.0", "EXTRAS": "[gpu]"}  # a stage's bare ARG keeps the global default
+    assert shell_steps(text) == ["pip uninstall -y a", "pip install .[gpu]", "echo 2.60.0 ${UNKNOWN}"]
+
+
+def test_a_gpu_group_is_one_that_offers_ray_gpus_or_asks_kubernetes_for_them() -> None:
+    container = {"name": "w", "image": "x", "resources": {"limits": {"cpu": "1"}}}
+    group = {"rayStartParams": {}, "template": {"spec": {"containers": [container]}}}
+    assert not _offers_gpus(group)
+    assert _offers_gpus({**group, "rayStartParams": {"num-gpus": "2"}})
+    container["resources"]["limits"]["nvidia.com/gpu"] = "1"
+    assert _offers_gpus(group)
+
+
+def test_image_check_counts_cupy_distributions_and_cuda_lines() -> None:
+    names = ["numpy", "cupy-cuda12x", "CuPy_CUDA13x", "cupy", "cupy-rocm-6-0", "cupyx-extra", "cuml-cu13"]
+    assert check_image.cupy_distributions(names) == ["cupy", "cupy-cuda12x", "cupy-cuda13x", "cupy-rocm-6-0"]
+    assert check_image.cuda_mismatch("13.0", "13.0.0") is None
+    assert check_image.cuda_mismatch("13.0", None) is None  # a base without CUDA_VERSION: nothing to compare
+    assert "base image is CUDA 12.1.1" in check_image.cuda_mismatch("13.0", "12.1.1")
+    assert "CPU wheel" in check_image.cuda_mismatch(None, "13.0.0")
+
+
+def test_image_check_passes_this_environment_as_a_cpu_image_and_fails_it_as_a_gpu_image() -> None:
+    """The script the Dockerfile runs, run here: Ray and raydq are fine; without cuML and CuPy it refuses the GPU
+    image (this machine has neither), and a wrong Ray pin fails either kind."""
+    import ray
+
+    assert check_image.check(ray.__version__, gpu=False) == []
+    assert check_image.check("2.59.0", gpu=False) == [f"Ray is {ray.__version__}, not the pinned 2.59.0"]
+    if importlib.util.find_spec("cuml") is not None:
+        pytest.skip("cuML is installed here")
+    command = [sys.executable, "k8s/check_image.py", "--ray-version", ray.__version__, "--extras", "[gpu]"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "cannot import cuml" in run.stderr and "exactly one CuPy distribution, found none" in run.stderr
+    cpu = subprocess.run([*command[:-2], "--extras", ""], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (cpu.returncode, cpu.stdout.strip()) == (0, "k8s/check_image.py: CPU image OK")

@@ -179,7 +179,7 @@ def test_timm_weights_that_do_not_fit_are_refused(tmp_path):
 def test_precision_auto_and_bf16_autocast(default_encoder):
     from raydq.models.base import resolve_precision
 
-    assert resolve_precision("auto", "cuda") == "fp16" and resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("fp16", "cuda", (9, 0)) == "fp16"
     assert resolve_precision("auto", "cpu") in ("bf16", "fp32")
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("int8", "cpu")
@@ -190,3 +190,43 @@ def test_precision_auto_and_bf16_autocast(default_encoder):
     np.testing.assert_array_equal(a, fast.encode(imgs))  # deterministic
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert a.dtype == np.float32 and (cos > 0.98).all()  # close to the fp32 features, not equal
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((8, 6), "bf16"), ((9, 0), "bf16"), ((10, 0), "bf16")],
+)
+def test_precision_auto_on_cuda_follows_the_compute_capability(capability, expected):
+    """bf16 from Ampere (sm_80: V100 and T4 get fp16), as the embed driver plans it for a probed GPU."""
+    from raydq.models.base import resolve_precision
+
+    assert resolve_precision("auto", "cuda", capability) == expected
+    assert resolve_precision("auto", "cuda:1", capability) == expected
+
+
+def test_precision_auto_on_cuda_without_a_visible_gpu_is_fp16():
+    """A CPU-only driver that cannot see the GPU chooses the precision every CUDA GPU runs."""
+    from raydq.models.base import resolve_precision
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here: 'auto' asks it instead")
+    assert resolve_precision("auto", "cuda") == "fp16"
+
+
+def _conv_weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_open_clip_and_timm_weights_are_channels_last_like_their_input(tiny_open_clip):
+    """The input is channels_last (preprocess_images); so are the conv weights, or each conv converts layouts."""
+    for spec in (f"open_clip:{tiny_open_clip}", "timm:test_efficientnet"):
+        enc = create_encoder(spec, device="cpu")
+        convs = _conv_weights(enc.model)
+        assert convs, spec
+        assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs if w.shape[-1] > 1), spec
+        x = enc.preprocess(_images(2, shape=(48, 48, 3), seed=2))
+        reference = enc.model.to(memory_format=torch.contiguous_format)  # same module, default layout
+        with torch.inference_mode():
+            expected = reference(x.contiguous()).numpy()
+        enc.model.to(memory_format=torch.channels_last)
+        np.testing.assert_allclose(enc.forward(x).numpy(), expected, rtol=1e-4, atol=1e-5)

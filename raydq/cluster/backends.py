@@ -1,70 +1,61 @@
-"""k-means backends with faiss's ``Kmeans`` surface: ``Kmeans(d, k, niter=, seed=)``, ``train(x)``, ``centroids``,
-``assign(x) -> (distances, indices)``.
+"""k-means backends with faiss's ``Kmeans`` surface: ``Kmeans(d, k, niter=, seed=, ...)``, ``train(x)``,
+``centroids``, ``assign(x) -> (distances, indices)``.
 
-cuML runs on a CUDA device, faiss on the CPU, and a small torch implementation is the last resort when neither
-imports. ``kmeans_backend_name`` is the one place that probes and chooses; callers never pick a backend themselves.
+Every backend starts from the same k-means++ seeding on the same sample for a seed, and differs only in who runs
+Lloyd's iterations: ``NumpyKmeans`` (ours, ``raydq.cluster.lloyd``: matrix products plus an incremental update,
+early stopping) or ``FaissKmeans`` (faiss's CPU loop, exactly ``niter`` iterations). The device backend (cuML with
+cupy kernels) lives in ``raydq.cluster.cuda``; ``raydq.cluster.choose`` picks one.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
-import os
+import contextlib
 
 import numpy as np
 
-from raydq.cluster.threads import single_thread_blas
+from raydq.cluster.lloyd import lloyd
+from raydq.deadline import Deadline, check
+from raydq.numerics.array_module import ArrayModule, to_host
+from raydq.numerics.distances import nearest_centroid
+from raydq.numerics.seeding import kmeans_plusplus
+from raydq.numerics.threads import blas_threads, cpu_budget, single_thread_blas
 
-log = logging.getLogger(__name__)
+#: Default relative objective change below which training stops (cuML's default is the same number). Measured with
+#: ``python bench/kmeans.py --sweep`` against 25 fixed iterations: Fashion-MNIST embeddings 20,000 x 1280 -> 100
+#: stop after 23 iterations or run all 25, by start, at 1.0001x (3e-4: 17 at 1.0012x; 1e-3: 10 at 1.0043x); synthetic
+#: 64,000 x 512 -> 1000 runs all 25 (1e-3: 10 at 1.0102x); synthetic 25,600 x 768 -> 100 reaches a fixed point
+#: after 8. A 1e-3 would halve the work for up to 1% in objective; 1e-4 keeps the selections of 25 iterations.
+DEFAULT_TOL = 1e-4
 
-BACKENDS = ("cuml", "faiss", "torch")
-ENV_OVERRIDE = "RAYDQ_KMEANS_BACKEND"
 
-
-def _as_f32(x: np.ndarray) -> np.ndarray:
+def as_f32(x) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _check_train_input(x: np.ndarray, k: int) -> np.ndarray:
-    x = _as_f32(x)
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D, got shape {x.shape}")
-    if x.shape[0] < k:
-        raise ValueError(f"k-means needs at least k={k} points, got {x.shape[0]}")
-    return x
+class KmeansBase:
+    """Shared surface; a backend implements ``_fit(x, init, deadline) -> (centroids, obj, iterations)``.
 
+    Like faiss, training uses at most ``max_points_per_centroid * k`` rows (a seeded uniform sample; None: every
+    row): beyond that more points barely move the centroids and only cost time. Each of ``n_init`` runs starts from
+    its own k-means++ seeding, and the run with the lowest objective wins (sklearn's ``n_init``, faiss's ``nredo``).
+    Seeding makes k sequential passes over its input, so it runs on a sample of at most
+    ``SEEDING_BUDGET / (k * d)`` rows (never fewer than ``SEED_ROWS_PER_CENTROID`` per centroid).
 
-def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding (D² sampling): the init every backend starts from, so one seed means one start."""
-    n = len(x)
-    sq = np.einsum("ij,ij->i", x, x)
-    centers = np.empty((k, x.shape[1]), dtype=np.float32)
-    first = int(rng.integers(n))
-    centers[0] = x[first]
-    closest = np.maximum(sq - 2.0 * (x @ x[first]) + sq[first], 0.0)
-    for j in range(1, k):
-        cdf = np.cumsum(closest, dtype=np.float64)
-        total = cdf[-1]
-        nxt = (
-            int(rng.integers(n)) if total <= 0 else min(int(np.searchsorted(cdf, rng.random() * total, "right")), n - 1)
-        )
-        centers[j] = x[nxt]
-        closest = np.minimum(closest, np.maximum(sq - 2.0 * (x @ x[nxt]) + sq[nxt], 0.0))
-    return centers
-
-
-class _KmeansBase:
-    """Shared surface; subclasses implement ``_train(x, init)`` returning the centroids.
-
-    Like faiss, training uses at most ``max_points_per_centroid * k`` rows (a seeded uniform sample; None: every row):
-    beyond that more points barely move the centroids and only cost time. Each of ``n_init`` runs starts from its own
-    k-means++ seeding, and the run with the lowest objective wins (sklearn's ``n_init``, faiss's ``nredo``). Seeding
-    makes k sequential passes over its input, so on large inputs it runs on a sample of at most
-    ``_SEEDING_BUDGET / (k * d)`` rows (never fewer than 32 per centroid).
+    After ``train``: ``centroids`` (k, d) float32, ``obj`` the objective (sum of squared distances over the
+    training rows) of each assignment pass, the last being that of ``centroids``, and ``iterations`` the number
+    of assignment passes over the training rows (what a run costs, in matrix products).
     """
 
     name = "base"
-    _SEEDING_BUDGET = 2e8  # multiply-adds k-means++ seeding may spend
+    #: True: numeric work runs on the backend's own row threads (``cpu_budget()`` of them) over single-threaded
+    #: BLAS; False: BLAS (or the library) brings the threads.
+    row_threads = False
+    SEEDING_BUDGET = 2e8  # multiply-adds k-means++ seeding may spend
+    #: Seeding reads its whole sample once per centroid (matrix-vector products, memory-bound), so its cost grows
+    #: as k²: with 32 rows per centroid, 64,000 x 512 -> 1000 spent longer seeding than in 5 Lloyd passes. 8 rows
+    #: per centroid gave the same final objective (bench/kmeans.py data, 3 seeds: mean 57,509 against 57,512
+    #: with 32; seed-to-seed sd ~100), and so did 4 and 8 on Fashion-MNIST embeddings (20,000 x 1280 -> 100).
+    SEED_ROWS_PER_CENTROID = 8
 
     def __init__(
         self,
@@ -75,201 +66,125 @@ class _KmeansBase:
         seed: int = 1234,
         n_init: int = 1,
         max_points_per_centroid: int | None = 256,
+        tol: float = DEFAULT_TOL,
     ) -> None:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if n_init < 1:
-            raise ValueError(f"n_init must be >= 1, got {n_init}")
+        for name, value in (("d", d), ("k", k), ("niter", niter), ("n_init", n_init)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if max_points_per_centroid is not None and int(max_points_per_centroid) < 1:
+            raise ValueError(f"max_points_per_centroid must be >= 1 or None, got {max_points_per_centroid}")
+        if not float(tol) >= 0.0:
+            raise ValueError(f"tol must be >= 0, got {tol}")
         self.d, self.k, self.niter, self.n_init = int(d), int(k), int(niter), int(n_init)
         self.seed = int(seed) % 2**31  # faiss and cuML take a 32-bit seed
         self.max_points_per_centroid = max_points_per_centroid
+        self.tol = float(tol)
         self.centroids: np.ndarray | None = None
+        self.obj: np.ndarray | None = None
+        self.iterations = 0
 
-    def train(self, x: np.ndarray) -> float:
-        """Fit the centroids on ``x`` (n >= k rows); returns the final sum of squared distances over ``x``."""
-        x = _check_train_input(x, self.k)
-        if x.shape[1] != self.d:
-            raise ValueError(f"x has {x.shape[1]} columns, expected d={self.d}")
+    # -- the surface ----------------------------------------------------------------------------------------------
+    def train(self, x: np.ndarray, deadline: Deadline | None = None) -> float:
+        """Fit the centroids on ``x`` (n >= k finite rows); returns the objective over the training rows (all of
+        ``x`` unless it had more than ``max_points_per_centroid * k`` rows). ``deadline`` is checked between
+        iterations; when it passes, ``DeadlineExceeded`` is raised and the previous centroids stay."""
+        x = self._check_input(x)
+        if len(x) < self.k:
+            raise ValueError(f"k-means needs at least k={self.k} points, got {len(x)}")
+        check(deadline)
         rng = np.random.default_rng(self.seed)
-        sample = x
-        cap = None if self.max_points_per_centroid is None else self.max_points_per_centroid * self.k
-        if cap is not None and len(x) > cap:
-            sample = x[np.sort(rng.choice(len(x), cap, replace=False))]
-        n_seed = max(32 * self.k, int(self._SEEDING_BUDGET / (self.k * self.d)))
-        best, best_obj = None, np.inf
-        for _ in range(self.n_init):
-            seed_rows = sample
-            if len(sample) > n_seed:
-                seed_rows = sample[rng.choice(len(sample), n_seed, replace=False)]
-            with single_thread_blas():  # k small products in a row: thread start-up would dominate
-                init = kmeans_plusplus(seed_rows, self.k, rng)
-            centroids = _as_f32(self._train(sample, init))
-            obj = float(_nearest_centroid(sample, centroids)[0].sum()) if self.n_init > 1 else 0.0
-            if best is None or obj < best_obj:
-                best, best_obj = centroids, obj
-        self.centroids = best
-        return float(self.assign(x)[0].sum())
-
-    def _train(self, x: np.ndarray, init: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        cap = None if self.max_points_per_centroid is None else int(self.max_points_per_centroid) * self.k
+        sample = x if cap is None or len(x) <= cap else x[np.sort(rng.choice(len(x), cap, replace=False))]
+        n_seed = max(self.SEED_ROWS_PER_CENTROID * self.k, int(self.SEEDING_BUDGET / (self.k * self.d)))
+        xp = self._xp()
+        best = None
+        with self._thread_limits():
+            sample = xp.asarray(sample)
+            if not bool(xp.isfinite(sample.sum())):
+                raise ValueError("x contains NaN or infinite values (or values so large that distances overflow)")
+            for _ in range(self.n_init):
+                seed_rows = sample
+                if len(sample) > n_seed:
+                    seed_rows = sample[xp.asarray(np.sort(rng.choice(len(sample), n_seed, replace=False)))]
+                # k matrix-vector products in a row: BLAS threads would only add barriers
+                with contextlib.nullcontext() if self.row_threads else single_thread_blas():
+                    init = kmeans_plusplus(seed_rows, self.k, rng, xp=xp, deadline=deadline)
+                run = self._fit(sample, init, deadline)
+                if best is None or run[1][-1] < best[1][-1]:
+                    best = run
+        centroids, obj, iterations = best
+        self.centroids = as_f32(to_host(centroids))
+        self.obj = np.asarray(obj, dtype=np.float64)
+        self.iterations = int(iterations)
+        return float(self.obj[-1])
 
     def assign(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Squared distance to, and index of, the nearest centroid for each row of ``x``."""
         if self.centroids is None:
             raise ValueError("call train(x) before assign(x)")
-        dist, idx = _nearest_centroid(_as_f32(x), self.centroids)
-        return dist, idx
+        x = self._check_input(x)
+        xp = self._xp()
+        with self._thread_limits():
+            dist, idx = nearest_centroid(
+                x, xp.asarray(self.centroids), xp=xp, n_threads=cpu_budget() if self.row_threads else 1
+            )
+        return to_host(dist), to_host(idx)
+
+    # -- what a backend provides ----------------------------------------------------------------------------------
+    def _fit(self, x, init, deadline: Deadline | None) -> tuple[object, np.ndarray, int]:
+        raise NotImplementedError
+
+    def _xp(self) -> ArrayModule:
+        """The array module the training rows live on."""
+        return np
+
+    def _thread_limits(self) -> contextlib.AbstractContextManager:
+        """BLAS threads while training and assigning: this process's CPU budget, or one per row thread."""
+        return single_thread_blas() if self.row_threads else blas_threads(cpu_budget())
+
+    def _check_input(self, x) -> np.ndarray:
+        x = as_f32(x)
+        if x.ndim != 2 or x.shape[1] != self.d:
+            raise ValueError(f"x must have shape (n, d={self.d}), got {x.shape}")
+        return x
 
 
-def _nearest_centroid(x: np.ndarray, c: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    cc = (c * c).sum(axis=1)
-    dist = np.empty(len(x), dtype=np.float32)
-    idx = np.empty(len(x), dtype=np.int64)
-    for s in range(0, len(x), chunk):
-        xs = x[s : s + chunk]
-        d2 = cc - 2.0 * (xs @ c.T)
-        i = d2.argmin(axis=1)
-        idx[s : s + chunk] = i
-        dist[s : s + chunk] = np.maximum(d2[np.arange(len(xs)), i] + (xs * xs).sum(axis=1), 0.0)
-    return dist, idx
+class NumpyKmeans(KmeansBase):
+    """Lloyd's iterations as float32 matrix products (``raydq.cluster.lloyd``), stopping early at convergence."""
+
+    name = "numpy"
+    row_threads = True
+
+    def _fit(self, x, init, deadline):
+        result = lloyd(x, init, niter=self.niter, tol=self.tol, deadline=deadline, n_threads=cpu_budget())
+        return result.centroids, result.obj, len(result.obj)
 
 
-class FaissKmeans(_KmeansBase):
-    """faiss's CPU k-means (it subsamples to 256 points per centroid, as faiss does by default)."""
+class FaissKmeans(KmeansBase):
+    """faiss's CPU k-means loop: exactly ``niter`` iterations (faiss has no early stop, so ``tol`` is ignored, and
+    the deadline is checked only before and after its loop). faiss reports the objective of the centroids before
+    its last update, so one more assignment pass measures the centroids it returns."""
 
     name = "faiss"
 
-    #: Multiply-adds per iteration below which faiss runs on one OpenMP thread. Measured on the shared 2-core dev
-    #: machine: 25,600 x 768 points into 100 clusters took 1.6 s on one thread and 5.0 s on two (OpenMP threads spin
-    #: against the other processes); only large problems gain from more threads.
-    single_thread_below = 1e10
-
-    def _train(self, x, init):
-        import faiss
+    def _fit(self, x, init, deadline):
+        import faiss  # optional at run time: the process may never use this backend
 
         threads = faiss.omp_get_max_threads()
-        if len(x) * self.k * self.d < self.single_thread_below:
-            faiss.omp_set_num_threads(1)
+        faiss.omp_set_num_threads(cpu_budget())
         try:
-            return self._faiss_train(faiss, x, init)
+            km = faiss.Kmeans(
+                self.d,
+                self.k,
+                niter=self.niter,
+                seed=self.seed,
+                verbose=False,
+                max_points_per_centroid=len(x),  # the base class already sampled
+                min_points_per_centroid=1,  # small candidate sets are expected; no stderr warning
+            )
+            km.train(x, init_centroids=init)
         finally:
             faiss.omp_set_num_threads(threads)
-
-    def _faiss_train(self, faiss, x, init):
-        km = faiss.Kmeans(
-            self.d,
-            self.k,
-            niter=self.niter,
-            seed=self.seed,
-            verbose=False,
-            max_points_per_centroid=len(x),  # the base class already sampled
-            min_points_per_centroid=1,  # small candidate sets are expected; no stderr warning
-        )
-        km.train(x, init_centroids=init)
-        return km.centroids
-
-
-class CumlKmeans(_KmeansBase):
-    """cuML's k-means on the CUDA device."""
-
-    name = "cuml"
-
-    def _train(self, x, init):
-        from cuml.cluster import KMeans
-
-        km = KMeans(n_clusters=self.k, max_iter=self.niter, init=init, random_state=self.seed, n_init=1)
-        km.fit(x)
-        centers = km.cluster_centers_
-        return centers.get() if hasattr(centers, "get") else np.asarray(centers)
-
-
-class TorchKmeans(_KmeansBase):
-    """Plain Lloyd iterations in torch: slow but always there."""
-
-    name = "torch"
-
-    def _train(self, x, init):
-        import torch
-
-        xt = torch.from_numpy(x)
-        c = torch.from_numpy(init)
-        for _ in range(self.niter):
-            assign = (-2 * xt @ c.T + (c * c).sum(1)).argmin(1)
-            counts = torch.bincount(assign, minlength=self.k).to(xt.dtype)
-            sums = torch.zeros_like(c).index_add_(0, assign, xt)
-            empty = counts == 0
-            new = sums / counts.clamp_min(1).unsqueeze(1)
-            new[empty] = c[empty]  # an empty cluster keeps its centroid
-            if torch.allclose(new, c):
-                c = new
-                break
-            c = new
-        return c.numpy()
-
-
-_CLASSES = {"cuml": CumlKmeans, "faiss": FaissKmeans, "torch": TorchKmeans}
-
-
-def _cuml_usable() -> bool:
-    """True only when a CUDA device is visible and a tiny real cuML k-means runs (importing cuML proves nothing)."""
-    try:
-        import cupy
-
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return False
-        CumlKmeans(2, 1, niter=1).train(np.zeros((4, 2), dtype=np.float32) + np.arange(4, dtype=np.float32)[:, None])
-        return True
-    except Exception as e:  # ImportError, CUDA driver errors, cuML runtime errors: all mean "not usable"
-        log.debug("cuML not usable: %s", e)
-        return False
-
-
-def _faiss_usable() -> bool:
-    try:
-        FaissKmeans(2, 1, niter=1).train(np.zeros((4, 2), dtype=np.float32) + np.arange(4, dtype=np.float32)[:, None])
-        return True
-    except Exception as e:
-        log.debug("faiss not usable: %s", e)
-        return False
-
-
-def probe_backend() -> str:
-    """Probe the machine and return the best usable backend name: cuml, then faiss, then torch.
-
-    ``RAYDQ_KMEANS_BACKEND`` forces a choice (one of ``BACKENDS``).
-    """
-    forced = os.environ.get(ENV_OVERRIDE)
-    if forced:
-        if forced not in BACKENDS:
-            raise ValueError(f"{ENV_OVERRIDE}={forced!r} is not one of {BACKENDS}")
-        return forced
-    if _cuml_usable():
-        return "cuml"
-    if _faiss_usable():
-        return "faiss"
-    return "torch"
-
-
-@functools.cache
-def kmeans_backend_name() -> str:
-    """The backend every k-means in this process uses: probed once, logged once."""
-    name = probe_backend()
-    log.info("k-means backend: %s", name)
-    return name
-
-
-def make_kmeans(d: int, k: int, *, backend: str | None = None, **params) -> _KmeansBase:
-    """A k-means object of the chosen backend (the probed one unless ``backend`` names one); ``params`` are
-    ``niter``, ``seed``, ``n_init`` and ``max_points_per_centroid``."""
-    name = backend or kmeans_backend_name()
-    if name not in _CLASSES:
-        raise ValueError(f"unknown k-means backend {name!r}; choose one of {BACKENDS}")
-    return _CLASSES[name](d, k, **params)
-
-
-def kmeans(x: np.ndarray, k: int, *, backend: str | None = None, **params) -> np.ndarray:
-    """Centroids (k, d) of ``x``."""
-    x = _check_train_input(x, k)
-    km = make_kmeans(x.shape[1], k, backend=backend, **params)
-    km.train(x)
-    return km.centroids
+        check(deadline)
+        final = float(nearest_centroid(x, km.centroids)[0].sum(dtype=np.float64))
+        return km.centroids, np.append(np.asarray(km.obj, dtype=np.float64), final), self.niter + 1

@@ -4,6 +4,9 @@ Every source yields rows ``{id, uri, label, image, error}``: ``image`` a uint8 a
 ``label`` the true label or -1, ``error`` '' for a good image or the reason it could not be decoded. Reading and
 decoding run as CPU tasks; ids are stable (the path/URI, ``fashion-mnist/<split>/<index>``, or for byte sources an
 id column or the bytes' SHA-256), so ids already embedded are skipped before anything is read where possible.
+``uri`` is a locator that ``raydq.data.images`` reads the image back from: the file's path or URI,
+``<idx file>#<index>`` for Fashion-MNIST, and for bytes in a table without a uri column
+``<parquet/arrow path or URI>#row=<n>&column=<col>`` (n counts rows within that file).
 """
 
 from __future__ import annotations
@@ -257,14 +260,77 @@ def decode_bytes_batch(
         if label_column
         else np.full(len(keep), NO_LABEL, dtype=np.int64)
     )
-    uris = [None if batch[uri_column][n] is None else str(batch[uri_column][n]) for n in keep] if uri_column else None
+    # The table's own uri where it has one, else the cell's locator (raydq.data.images reads the image back from it).
+    located = batch[LOCATOR_COLUMN]
+    own = batch[uri_column] if uri_column else [None] * len(raw)
+    uris = [str(own[n]) if own[n] else str(located[n]) for n in keep]
     return {
         "id": np.asarray([ids[n] for n in keep], dtype=object),
-        "uri": np.asarray(uris if uris is not None else [None] * len(keep), dtype=object),
+        "uri": np.asarray(uris, dtype=object),
         "label": labels,
         "image": images,
         "error": np.asarray(errors, dtype=object),
     }
+
+
+LOCATOR_COLUMN = "__raydq_locator"
+
+
+def cell_locator(path: str, row: int, column: str) -> str:
+    """The ``uri`` of an image stored as bytes in a table: row ``row`` (0-based, in that file) of ``column``."""
+    return f"{path}#row={row}&column={column}"
+
+
+def _locator_path(file: str, source: str) -> str:
+    """A dataset file as a locator path: absolute when local, with its scheme back when in an object store."""
+    if _is_remote(source):
+        scheme = source.split("://", 1)[0]
+        return file if "://" in file else f"{scheme}://{file}"
+    return str(Path(file).resolve())
+
+
+def parquet_units(dataset: Any, source: str, limit: int | None) -> list[dict[str, Any]]:
+    """One read unit per row group ``{path, locator_path, row_group, first_row, rows}`` (from the files' footers),
+    so every row knows its position in its file; cut after ``limit`` rows in file order."""
+    units: list[dict[str, Any]] = []
+    left = limit if limit is not None else -1
+    for fragment in dataset.get_fragments():
+        first = 0
+        for group in fragment.row_groups:
+            rows = group.num_rows
+            if left == 0:
+                return units
+            take = rows if left < 0 else min(rows, left)
+            units.append(
+                {
+                    "path": fragment.path,
+                    "locator_path": _locator_path(fragment.path, source),
+                    "row_group": group.id,
+                    "first_row": first,
+                    "rows": take,
+                }
+            )
+            left = left - take if left > 0 else left
+            first += rows
+    return units
+
+
+def read_parquet_unit(batch: dict[str, np.ndarray], columns: list[str], image_column: str):
+    """Ray Data task: read one row group's ``columns`` and add each row's locator."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    path, locator_path = str(batch["path"][0]), str(batch["locator_path"][0])
+    first, rows = int(batch["first_row"][0]), int(batch["rows"][0])
+    if locator_path.startswith(OBJECT_STORE_SCHEMES):
+        fs, inner = pafs.FileSystem.from_uri(locator_path)
+    else:
+        fs, inner = pafs.LocalFileSystem(), path
+    table = pq.ParquetFile(inner, filesystem=fs).read_row_group(int(batch["row_group"][0]), columns=columns)
+    table = table.slice(0, rows)
+    locators = [cell_locator(locator_path, first + n, image_column) for n in range(table.num_rows)]
+    return table.append_column(LOCATOR_COLUMN, pa.array(locators, type=pa.string()))
 
 
 def is_parquet_source(source: str) -> bool:
@@ -280,6 +346,7 @@ def plan_parquet(
     source: str, *, limit: int | None, done: set[str], decode: DecodeSpec, image_column: str | None,
     id_column: str | None, label_column: str | None, rows_per_block: int, num_cpus: float,
 ) -> SourcePlan:  # fmt: skip
+    import pyarrow as pa
     import pyarrow.dataset as pads
     import ray
 
@@ -313,11 +380,20 @@ def plan_parquet(
 
     def build():
         if fmt == "parquet":
-            ds = ray.data.read_parquet(source, columns=columns)
+            units = parquet_units(dataset, source, limit)
+            ds = ray.data.from_items(units, override_num_blocks=max(1, len(units))).map_batches(
+                read_parquet_unit,
+                fn_kwargs={"columns": columns, "image_column": image_column},
+                batch_size=1,
+                num_cpus=num_cpus,
+            )
         else:
-            ds = ray.data.from_arrow(dataset.to_table(columns=columns))
-        if limit is not None:
-            ds = ds.limit(limit)
+            table = dataset.to_table(columns=columns)
+            if limit is not None:
+                table = table.slice(0, limit)
+            path = _locator_path(dataset.files[0], source)
+            locators = [cell_locator(path, n, image_column) for n in range(table.num_rows)]
+            ds = ray.data.from_arrow(table.append_column(LOCATOR_COLUMN, pa.array(locators, type=pa.string())))
         done_ref = ray.put(frozenset(done)) if done else None
         return ds.map_batches(
             decode_bytes_batch,

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_PREFIX = "RAYDQ_EMBED_"
 DEFAULT_OUTPUT = "data/embeddings/fashion-mnist-train"
@@ -31,10 +31,16 @@ class EmbedConfig(BaseModel):
     )
     model: str = Field("efficientnet_lite0", description="encoder spec: efficientnet_lite0 | open_clip:<model>/<tag> | "
                        "open_clip:<model>@<checkpoint> | timm:<name>@<weights file>")  # fmt: skip
-    batch_size: int = Field(32, ge=1, description="images per forward pass")
+    batch_size: int | None = Field(None, ge=1, description="images per forward pass (default: 256 on GPU, 32 on CPU)")
     actors: int | None = Field(
-        None, ge=1, description="embedding actors (default: one per GPU; on CPU one per core, at most 4)"
-    )
+        None, ge=1, description="a fixed pool of this many embedding actors (default: on GPU an autoscaling pool, "
+        "see max_actors; on CPU one per core, at most 4)",
+    )  # fmt: skip
+    max_actors: int | None = Field(
+        None, ge=1, description="GPU pools: the most actors the pool grows to as the autoscaler adds GPU nodes "
+        "(set it to the GPUs the cluster can reach); it starts with one per GPU present and keeps at least one. "
+        "Default: the GPUs present at start",
+    )  # fmt: skip
     num_gpus_per_actor: float | None = Field(
         None, ge=0, description="GPUs per actor, fractional allowed (default: 1 when the cluster has GPUs, else 0)"
     )
@@ -46,7 +52,9 @@ class EmbedConfig(BaseModel):
     )
     decode_cpus: float = Field(1.0, gt=0, description="logical CPUs per read/decode task")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="forward-pass autocast: auto = fp16 on GPU, bf16 on a CPU with native bf16, else fp32"
+        "auto",
+        description="forward-pass autocast: auto = bf16 on GPUs of compute capability 8.0+ (Ampere and "
+        "newer), fp16 on older GPUs, bf16 on a CPU with native bf16, else fp32",
     )
     dtype: Literal["float32", "float16"] = Field("float32", description="stored embedding dtype")
     rows_per_shard: int = Field(4096, ge=1, description="rows per Parquet shard (the unit of crash recovery)")
@@ -70,6 +78,12 @@ class EmbedConfig(BaseModel):
         if not v.strip():
             raise ValueError("model must not be empty")
         return v.strip()
+
+    @model_validator(mode="after")
+    def _one_pool_size(self) -> EmbedConfig:
+        if self.actors is not None and self.max_actors is not None:
+            raise ValueError("set actors (a fixed pool) or max_actors (an autoscaling GPU pool), not both")
+        return self
 
     def resolved_limit(self) -> int | None:
         """The number of images to embed, None for all."""

@@ -14,7 +14,6 @@ import math
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
@@ -22,7 +21,7 @@ from pydantic import BaseModel
 from raydq.data.sources import DecodeSpec, plan_source
 from raydq.embed.actor import EmbedActor
 from raydq.embed.config import EmbedConfig
-from raydq.embed.writer import FailureReport, ShardWriter, count_rows, prepare_output
+from raydq.embed.writer import FailureReport, ShardWriter, count_rows, prepare_output, resolve_output
 from raydq.models.base import resolve_precision
 from raydq.pool.store import Manifest, write_manifest
 
@@ -61,29 +60,70 @@ def raydq_version() -> str:
 
 
 MAX_DEFAULT_CPU_ACTORS = 4  # each holds a model copy: bounded so a big CPU node does not load dozens
+# Images per forward pass: 32 keeps a CPU's working set small, but leaves a large GPU idle between small kernels,
+# so GPUs get 256 (not yet measured on a GPU: compare with `bench/embed.py --device cuda --batch-size N`).
+GPU_BATCH_SIZE = 256
+CPU_BATCH_SIZE = 32
 
 
 class ActorLayout(BaseModel):
+    """The embed stage's actor pool: it starts with ``actors``, and a GPU pool scales between ``min_actors`` and
+    ``max_actors`` as the autoscaler adds or removes GPU nodes (a fixed pool has all three equal)."""
+
     actors: int
+    min_actors: int
+    max_actors: int
     num_gpus: float
     num_cpus: float
     torch_threads: int | None
     device: str
     precision: str = "fp32"
+    batch_size: int = CPU_BATCH_SIZE
 
 
-def plan_actors(config: EmbedConfig, cluster: dict[str, float], single_node: bool) -> ActorLayout:
-    """Size the actor pool from the cluster's resources (pure: tested without Ray)."""
+def gpus_per_actor(config: EmbedConfig, cluster: dict[str, float]) -> float:
+    """GPUs each embedding actor reserves: the configured value, else 1 when the cluster has a GPU, else 0 (CPU)."""
+    if config.num_gpus_per_actor is not None:
+        return config.num_gpus_per_actor
+    return 1.0 if float(cluster.get("GPU", 0.0)) >= 1 else 0.0
+
+
+def plan_actors(
+    config: EmbedConfig,
+    cluster: dict[str, float],
+    single_node: bool,
+    cuda_capability: tuple[int, int] | None = None,
+) -> ActorLayout:
+    """Size the actor pool from the cluster's resources (pure: tested without Ray).
+
+    ``cuda_capability`` is the compute capability of the GPUs the actors will use (the driver probes one, since it
+    may run on a CPU-only head); it decides ``precision='auto'`` (bf16 from 8.0, else fp16; unknown: fp16).
+    """
     gpus, cpus = float(cluster.get("GPU", 0.0)), float(cluster.get("CPU", 0.0))
-    num_gpus = config.num_gpus_per_actor if config.num_gpus_per_actor is not None else (1.0 if gpus >= 1 else 0.0)
+    num_gpus = gpus_per_actor(config, cluster)
     if num_gpus > 0:
-        if gpus < num_gpus:
-            raise ValueError(f"num_gpus_per_actor={num_gpus} but the cluster has {gpus:g} GPUs")
-        actors = config.actors or max(1, int(gpus // num_gpus))
+        present = int(gpus // num_gpus)
+        if present < 1 and config.max_actors is None:
+            raise ValueError(
+                f"num_gpus_per_actor={num_gpus} but the cluster has {gpus:g} GPUs; on an autoscaling cluster set "
+                "max_actors to let the pool wait for GPU nodes"
+            )
+        if config.actors:
+            lo = hi = start = config.actors
+        else:
+            lo, hi = 1, config.max_actors or present
+            start = max(1, min(present, hi))
         return ActorLayout(
-            actors=actors, num_gpus=num_gpus, num_cpus=config.cpus_per_actor, torch_threads=config.torch_threads,
-            device="cuda", precision=resolve_precision(config.precision, "cuda"),
+            actors=start, min_actors=lo, max_actors=hi, num_gpus=num_gpus, num_cpus=config.cpus_per_actor,
+            torch_threads=config.torch_threads, device="cuda",
+            precision=resolve_precision(config.precision, "cuda", cuda_capability),
+            batch_size=config.batch_size or GPU_BATCH_SIZE,
         )  # fmt: skip
+    if config.max_actors is not None:
+        raise ValueError(
+            "max_actors sizes an autoscaling GPU pool; CPU pools are fixed (a pool as large as the CPU count can "
+            "deadlock, Ray #44687): set actors instead"
+        )
     # CPU: a few single-model actors, data-parallel. Measured on 2 cores (bench/embed.py): two 1-thread actors
     # beat one 2-thread actor, since the intra-op barriers of a small CNN cost more than they win.
     actors = config.actors or max(1, min(int(cpus), MAX_DEFAULT_CPU_ACTORS))
@@ -97,16 +137,40 @@ def plan_actors(config: EmbedConfig, cluster: dict[str, float], single_node: boo
     if threads is None:
         threads = max(1, int(cpus // actors)) if single_node and cpus else max(1, math.ceil(num_cpus))
     return ActorLayout(
-        actors=actors, num_gpus=0.0, num_cpus=num_cpus, torch_threads=threads, device="cpu",
-        precision=resolve_precision(config.precision, "cpu"),
+        actors=actors, min_actors=actors, max_actors=actors, num_gpus=0.0, num_cpus=num_cpus, torch_threads=threads,
+        device="cpu", precision=resolve_precision(config.precision, "cpu"),
+        batch_size=config.batch_size or CPU_BATCH_SIZE,
     )  # fmt: skip
+
+
+def actor_pool(layout: ActorLayout):
+    """Ray Data's compute strategy for the layout: fixed, or autoscaling from ``actors`` within [min, max]."""
+    import ray
+
+    if layout.min_actors == layout.max_actors:
+        return ray.data.ActorPoolStrategy(size=layout.actors)
+    return ray.data.ActorPoolStrategy(
+        min_size=layout.min_actors, max_size=layout.max_actors, initial_size=layout.actors
+    )
+
+
+def cuda_capability(num_gpus: float) -> tuple[int, int]:
+    """Compute capability of a GPU the actors will run on, from a one-off task on a GPU worker (the driver may run
+    on a CPU-only head, as in k8s/). On an autoscaling cluster it waits for a GPU node, as the actors would."""
+    import ray
+
+    return tuple(ray.get(ray.remote(num_gpus=num_gpus, num_cpus=0)(_device_capability).remote()))
+
+
+def _device_capability() -> tuple[int, int]:
+    import torch
+
+    return tuple(torch.cuda.get_device_capability())
 
 
 def _embed_stage(ds, config: EmbedConfig, layout: ActorLayout):
     """The actor-pool stage. The explicit scheduling strategy keeps Ray Data from fusing the decode tasks into the
     actor (fusion needs identical remote args), so decoding stays on CPU tasks, pipelined with the forward passes."""
-    import ray
-
     with warnings.catch_warnings():  # scheduling_strategy as a plain remote arg is deprecated after the pinned 2.60
         warnings.simplefilter("ignore", DeprecationWarning)
         return ds.map_batches(
@@ -117,9 +181,9 @@ def _embed_stage(ds, config: EmbedConfig, layout: ActorLayout):
                 "torch_threads": layout.torch_threads,
                 "precision": layout.precision,
             },
-            batch_size=config.batch_size,
+            batch_size=layout.batch_size,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=layout.actors),
+            compute=actor_pool(layout),
             num_gpus=layout.num_gpus or None,
             num_cpus=layout.num_cpus,
             scheduling_strategy="DEFAULT",
@@ -162,9 +226,12 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
 
     spec, dim, pcfg = describe_encoder(config.model)  # the driver records the model; the actors run it
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    layout = plan_actors(config, ray.cluster_resources(), single_node=len(nodes) <= 1)
+    resources = ray.cluster_resources()
+    num_gpus = gpus_per_actor(config, resources)
+    capability = cuda_capability(num_gpus) if num_gpus > 0 and config.precision == "auto" else None
+    layout = plan_actors(config, resources, single_node=len(nodes) <= 1, cuda_capability=capability)
     preprocessing = {**spec["preprocessing"], "precision": layout.precision}
-    output = Path(config.resolved_output()).resolve()
+    output = resolve_output(config.resolved_output())  # a local folder, or an s3:// / gs:// URI as given
     done = prepare_output(
         output, spec=spec, preprocessing=preprocessing, dtype=config.dtype, overwrite=config.overwrite
     )
@@ -174,8 +241,8 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     plan = plan_source(
         config.source, split=config.split, limit=config.resolved_limit(), seed=config.seed, done=done,
         decode=decode, image_column=config.image_column, id_column=config.id_column,
-        label_column=config.label_column, rows_per_block=max(config.batch_size * 4, 64), num_cpus=config.decode_cpus,
-        min_blocks=2 * layout.actors,
+        label_column=config.label_column, rows_per_block=max(layout.batch_size * 4, 64), num_cpus=config.decode_cpus,
+        min_blocks=2 * layout.max_actors,
     )  # fmt: skip
 
     def manifest(num_rows: int) -> Manifest:

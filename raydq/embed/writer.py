@@ -1,84 +1,113 @@
-"""Writing the embedding store from the driver: atomic Parquet shards, the done-id scan, the failure report.
+"""Writing the embedding store from the driver: whole Parquet files, the done-id scan, the failure report.
 
-A shard is written to a hidden temporary file, fsynced, then renamed into place, so a crash leaves either a whole
-shard or none (hidden files are ignored by readers and removed at the next start). Ids in whole shards are skipped
-by the next run: that is how a crashed run resumes without duplicates.
+The output is a local folder or an object-store URI (``s3://``, ``gs://``; credentials and endpoint from the usual
+environment, e.g. ``AWS_ENDPOINT_URL`` for an S3-compatible server). Every file appears whole or not at all: locally
+it is written to a hidden temporary file, fsynced, then renamed into place (hidden files are ignored by readers and
+removed at the next start); on object storage one upload is committed at once when it completes. Ids in whole files
+are skipped by the next run: that is how a crashed run resumes without duplicates.
+
+Files are named ``part-<UTC yyyymmddTHHMMSSffffff>-<run>-<seq>.parquet`` (``raydq.pool.listing.part_name``), later
+than every file already in the store, so a later run's rows are numbered after the existing ones and a serving pool
+picks them up as an append.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import shutil
 import uuid
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raydq.pool.store import MANIFEST_NAME, read_manifest
+from raydq.pool.fs import filesystem_for, is_uri, join, write_bytes_atomic
+from raydq.pool.listing import PART_PREFIX, StoreListing, list_store, part_name
+from raydq.pool.store import MANIFEST_NAME, PARQUET_OPTIONS, read_manifest, store_schema
 
 FAILURES_NAME = "failures.jsonl"
-SHARD_PREFIX = "part-"
+_STAMP = "%Y%m%dT%H%M%S%f"
 
 
-def store_schema(dim: int, dtype: str) -> pa.Schema:
-    value = pa.float16() if dtype == "float16" else pa.float32()
-    return pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("embedding", pa.list_(value, dim), nullable=False),
-            pa.field("uri", pa.string()),
-            pa.field("label", pa.int64()),
-        ]
-    )
+def resolve_output(output: str) -> str:
+    """A local output as an absolute path; an object-store URI as given."""
+    return str(output) if is_uri(str(output)) else os.path.abspath(output)
 
 
-def prepare_output(output: Path, *, spec: dict, preprocessing: dict, dtype: str, overwrite: bool) -> set[str]:
+def _listing(output: str) -> StoreListing | None:
+    try:
+        return list_store(output)
+    except FileNotFoundError:
+        return None
+
+
+def prepare_output(output: str, *, spec: dict, preprocessing: dict, dtype: str, overwrite: bool) -> set[str]:
     """Create the folder, clear crash leftovers, check an existing store was made by the same model, preprocessing
     (precision included: bf16 and fp32 features differ) and dtype, and return the ids it already holds."""
-    if overwrite and output.exists():
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
-    for leftover in output.glob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
-    shards = sorted(output.glob(f"{SHARD_PREFIX}*.parquet"))
-    if (output / MANIFEST_NAME).is_file():
+    fs, root = filesystem_for(output)
+    if overwrite:
+        fs.delete_dir_contents(root, missing_dir_ok=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        os.makedirs(root, exist_ok=True)
+        for name in os.listdir(root):
+            if name.startswith(".") and name.endswith(".tmp"):
+                os.unlink(os.path.join(root, name))
+    listing = _listing(output)
+    files = listing.files if listing is not None else ()
+    manifest_info = fs.get_file_info(join(root, MANIFEST_NAME))
+    if files and manifest_info.type == pafs.FileType.File:
         manifest = read_manifest(output)
-        if shards and (manifest.model, manifest.weights, manifest.dtype) != (spec["model"], spec["weights"], dtype):
+        if (manifest.model, manifest.weights, manifest.dtype) != (spec["model"], spec["weights"], dtype):
             raise ValueError(
                 f"output {output} holds embeddings of {manifest.model} ({manifest.weights}, {manifest.dtype}), not "
                 f"{spec['model']} ({spec['weights']}, {dtype}): choose another output or set overwrite"
             )
-        if shards and manifest.preprocessing != json.loads(json.dumps(preprocessing)):
+        if manifest.preprocessing != json.loads(json.dumps(preprocessing)):
             raise ValueError(
                 f"output {output} holds embeddings made with preprocessing {manifest.preprocessing}, not "
                 f"{preprocessing} (e.g. another --precision): choose another output or set overwrite"
             )
-    if not shards:
+    if not files:
         return set()
-    ids = pads.dataset([str(p) for p in shards], format="parquet").to_table(columns=["id"]).column("id")
+    paths = [listing.path(f) for f in files]
+    ids = pads.dataset(paths, format="parquet", filesystem=fs).to_table(columns=["id"]).column("id")
     return set(ids.to_pylist())
 
 
-def count_rows(output: Path) -> int:
-    shards = [str(p) for p in sorted(output.glob(f"{SHARD_PREFIX}*.parquet"))]
-    return pads.dataset(shards, format="parquet").count_rows() if shards else 0
+def count_rows(output: str) -> int:
+    listing = _listing(output)
+    return listing.n_rows if listing is not None else 0
+
+
+def _latest_stamp(listing: StoreListing | None) -> datetime | None:
+    """The newest timestamp among the store's timestamped file names (None if there is none)."""
+    stamps = []
+    for f in listing.files if listing is not None else ():
+        base = f.name.rsplit("/", 1)[-1]
+        try:
+            stamps.append(datetime.strptime(base[len(PART_PREFIX) :].split("-", 1)[0], _STAMP).replace(tzinfo=UTC))
+        except ValueError:
+            continue  # a legacy name
+    return max(stamps, default=None)
 
 
 class ShardWriter:
-    """Buffers rows and writes a shard every ``rows_per_shard`` rows (and at ``close``)."""
+    """Buffers rows and writes a file every ``rows_per_shard`` rows (and at ``close``)."""
 
-    def __init__(self, output: Path, *, dim: int, dtype: str, rows_per_shard: int) -> None:
-        self.output = output
+    def __init__(self, output: str, *, dim: int, dtype: str, rows_per_shard: int) -> None:
+        self.output = str(output)
+        self.fs, self.root = filesystem_for(self.output)
         self.dim = dim
         self.dtype = dtype
         self.rows_per_shard = rows_per_shard
         self.schema = store_schema(dim, dtype)
         self._run = uuid.uuid4().hex[:8]
         self._seq = 0
+        self._stamp = _latest_stamp(_listing(self.output))  # names never sort before a file already there
         self._parts: list[pa.Table] = []
         self._buffered = 0
         self.rows_written = 0
@@ -105,18 +134,29 @@ class ShardWriter:
         while self._buffered >= self.rows_per_shard:
             self._flush(self.rows_per_shard)
 
+    def _next_name(self) -> str:
+        now = datetime.now(UTC)
+        if self._stamp is not None and now <= self._stamp:  # a clock behind the store's newest file
+            now = self._stamp + timedelta(microseconds=1)
+        self._stamp = now
+        name = part_name(self._run, self._seq, now)
+        self._seq += 1
+        return name
+
     def _flush(self, n: int) -> None:
         table = pa.concat_tables(self._parts)
         head, rest = table.slice(0, n), table.slice(n)
         self._parts = [rest] if rest.num_rows else []
         self._buffered = rest.num_rows
-        name = f"{SHARD_PREFIX}{self._run}-{self._seq:05d}.parquet"
-        tmp = self.output / f".{name}.tmp"
-        pq.write_table(head, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        tmp.replace(self.output / name)
-        self._seq += 1
+        name = self._next_name()
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            tmp = os.path.join(self.root, f".{name}.tmp")
+            pq.write_table(head, tmp, **PARQUET_OPTIONS)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, os.path.join(self.root, name))
+        else:  # one upload, visible only once complete
+            pq.write_table(head, join(self.root, name), filesystem=self.fs, **PARQUET_OPTIONS)
         self.rows_written += head.num_rows
 
     def close(self) -> None:
@@ -125,11 +165,17 @@ class ShardWriter:
 
 
 class FailureReport:
-    """``failures.jsonl`` next to the shards: one {id, uri, reason} line per image that could not be embedded."""
+    """``failures.jsonl`` next to the files: one {id, uri, reason} line per image that could not be embedded.
+    Written line by line locally; on object storage it is uploaded whole at ``close``."""
 
-    def __init__(self, output: Path) -> None:
-        self.path = output / FAILURES_NAME
-        self._file = open(self.path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed in close()
+    def __init__(self, output: str) -> None:
+        fs, root = filesystem_for(str(output))
+        self.path = join(root, FAILURES_NAME) if isinstance(fs, pafs.LocalFileSystem) else join(output, FAILURES_NAME)
+        self._fs, self._remote = fs, join(root, FAILURES_NAME)
+        if isinstance(fs, pafs.LocalFileSystem):
+            self._file = open(self.path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed in close()
+        else:
+            self._file = io.StringIO()
         self.count = 0
 
     def add(self, item_id: str, uri: str | None, reason: str) -> None:
@@ -137,5 +183,8 @@ class FailureReport:
         self.count += 1
 
     def close(self) -> None:
-        self._file.flush()
+        if isinstance(self._file, io.StringIO):
+            write_bytes_atomic(self._fs, self._remote, self._file.getvalue().encode())
+        else:
+            self._file.flush()
         self._file.close()

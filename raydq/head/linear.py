@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from raydq.cluster.threads import single_thread_blas
-from raydq.strategies.base import check_random_state, init_params
-from raydq.strategies.dropout import keep_mask
+from raydq.estimator import check_random_state, init_params
+from raydq.numerics.dropout_passes import keep_mask
+from raydq.numerics.probability import log_softmax, softmax
+from raydq.numerics.threads import single_thread_blas
 
 _BN_EPS = 1e-5
 _BN_MOMENTUM = 0.1
@@ -32,9 +33,7 @@ def _cross_entropy_grads(
     Only the Linear layer learns (BatchNorm has no affine parameters and the features are frozen), so these two
     gradients are all the backward pass there is.
     """
-    logits = z @ W.T + b
-    logits -= logits.max(axis=1, keepdims=True)
-    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    log_p = log_softmax(z @ W.T + b)
     loss = float(-(Y * log_p).sum() / len(z))
     delta = (np.exp(log_p) - Y) / np.float32(len(z))
     return loss, delta.T @ z, delta.sum(axis=0)
@@ -235,10 +234,7 @@ class LinearHead:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         logits = self.decision_function(X)
-        logits -= logits.max(axis=1, keepdims=True)
-        np.exp(logits, out=logits)
-        logits /= logits.sum(axis=1, keepdims=True)
-        return logits
+        return softmax(logits, out=logits)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.decision_function(X).argmax(axis=1)

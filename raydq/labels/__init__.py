@@ -1,20 +1,69 @@
-"""The label store: labels, their history, leases and trained heads in SQL (SQLite file or PostgreSQL)."""
+"""The label store: answers (labels and skips) with their history, batches and leases, trained heads, API tokens,
+the audit log and idempotency records, in SQL (an SQLite file or PostgreSQL), with Alembic migrations."""
 
-from raydq.labels.crud import LeaseConflict
 from raydq.labels.db import Database, connect, normalise_url
-from raydq.labels.schemas import BatchPublic, HeadPublic, LabelCounts, LabelEventPublic, LabelIn, LabelPublic
-from raydq.labels.store import LabelStore
+from raydq.labels.errors import (
+    AlreadyExists,
+    BatchClosed,
+    DatabaseMissing,
+    Forbidden,
+    IdempotencyConflict,
+    InvalidField,
+    LeaseConflict,
+    NotFound,
+    SchemaError,
+    SchemaOutdated,
+    SchemaTooNew,
+)
+from raydq.labels.identity import ANONYMOUS, Identity, match_shared_token
+from raydq.labels.schemas import (
+    AuditPublic,
+    BatchPublic,
+    ExportRow,
+    HeadPublic,
+    LabelChange,
+    LabelCounts,
+    LabelEventPublic,
+    LabelIn,
+    LabelPublic,
+    LabelSnapshot,
+    LeaseReport,
+    NewToken,
+    TokenPublic,
+)
+from raydq.labels.store import LabelStore, LabelTransaction
 
 __all__ = [
+    "ANONYMOUS",
+    "AlreadyExists",
+    "AuditPublic",
+    "BatchClosed",
     "BatchPublic",
     "Database",
+    "DatabaseMissing",
+    "ExportRow",
+    "Forbidden",
     "HeadPublic",
+    "IdempotencyConflict",
+    "Identity",
+    "InvalidField",
+    "LabelChange",
     "LabelCounts",
     "LabelEventPublic",
     "LabelIn",
     "LabelPublic",
+    "LabelSnapshot",
     "LabelStore",
+    "LabelTransaction",
     "LeaseConflict",
+    "LeaseReport",
+    "NewToken",
+    "NotFound",
+    "SchemaError",
+    "SchemaOutdated",
+    "SchemaTooNew",
+    "TokenPublic",
     "connect",
+    "match_shared_token",
     "normalise_url",
 ]

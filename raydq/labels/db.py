@@ -3,6 +3,8 @@
 SQLite is opened in WAL mode with ``synchronous=FULL`` so that a commit that returned has reached the disk and
 survives SIGKILL (and power loss). Writers take the database lock at ``BEGIN IMMEDIATE`` so that two writers never
 deadlock on a lock upgrade; readers use a plain deferred ``BEGIN`` on a second engine and never block writers.
+
+This module only connects; the schema is ``raydq.labels.migrate``'s job.
 """
 
 from __future__ import annotations
@@ -12,23 +14,41 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import sessionmaker
 
-from raydq.labels.models import Base, Meta
+from raydq.labels.errors import DatabaseMissing
 
 
 def normalise_url(url: str) -> str:
-    """Pick psycopg 3 for PostgreSQL URLs (``postgres://`` and ``postgresql://`` mean the same server)."""
+    """Pick psycopg 3 for PostgreSQL URLs (``postgres://`` and ``postgresql://`` mean the same server).
+
+    ``ValueError`` for a URL that is not an SQLite or PostgreSQL URL.
+    """
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    make_url(url)  # raises on a malformed URL
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"not a database URL: {url!r} (use sqlite:///path.db or postgresql://...)") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://")
     return url
 
 
-def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None for PostgreSQL and in-memory databases)."""
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def sqlite_engine(url: str, *, immediate: bool, foreign_keys: bool = True) -> Engine:
+    """An SQLite engine in WAL mode; ``immediate`` writers lock at ``BEGIN``. Migrations turn ``foreign_keys`` off
+    (SQLite alters a table by copying it, and dropping a referenced table would cascade)."""
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -38,7 +58,7 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA busy_timeout=60000")
-        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -71,39 +91,19 @@ class Database:
 
 
 def connect(url: str, *, create: bool = True) -> Database:
-    """Open (and by default create the tables of) the label store at ``url``.
+    """Engines for the label store at ``url`` (nothing is read or written yet).
 
-    ``sqlite:///relative/path.db`` creates the parent directory; ``postgresql://...`` uses psycopg 3.
+    ``sqlite:///relative/path.db`` is a file: with ``create`` its directory is made, without it a missing file is
+    ``DatabaseMissing``. ``postgresql://...`` uses psycopg 3; a missing server or database fails on first use.
     """
     url = normalise_url(url)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        db = Database(url, _sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False))
-    else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-        db = Database(url, engine, engine)
-    if create:
-        init_db(db)
-    return db
-
-
-def init_db(db: Database) -> None:
-    """Create missing tables and the revision counter row (idempotent; safe when several replicas start at once:
-    the loser of a race on creating a table or the counter row finds it there on the second try)."""
-    for attempt in range(3):
-        try:
-            Base.metadata.create_all(db.engine, checkfirst=True)
-            with db.write_session() as session, session.begin():
-                if session.get(Meta, Meta.LABELS_REVISION) is None:
-                    session.add(Meta(key=Meta.LABELS_REVISION, value=0))
-            return
-        except (IntegrityError, OperationalError, ProgrammingError):
-            if attempt == 2:
-                raise
-
-
-def session_scope(db: Database, *, write: bool) -> Session:
-    """A new session on the write or read engine (the caller uses ``with ... , session.begin():``)."""
-    return (db.write_session if write else db.read_session)()
+    path = sqlite_path(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        if path is not None:
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            elif not path.is_file():
+                raise DatabaseMissing(f"no database at {path}")
+        return Database(url, sqlite_engine(url, immediate=True), sqlite_engine(url, immediate=False))
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return Database(url, engine, engine)

@@ -66,6 +66,15 @@ def _to_nchw(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t.permute(0, 3, 1, 2)
 
 
+def to_device(x: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``x`` on ``device``; a host-to-GPU copy goes through pinned memory, since ``non_blocking=True`` from pageable
+    memory is a synchronous copy (the pinned buffer is released by torch's caching host allocator after the copy)."""
+    device = torch.device(device)
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
 def _resize(x: torch.Tensor, cfg: PreprocessCfg) -> torch.Tensor:
     h, w = x.shape[-2:]
     size = cfg.size
@@ -101,7 +110,7 @@ def preprocess_images(
         groups = [_to_nchw(np.asarray(im)[None]) for im in images]
     out = []
     for g in groups:
-        g = _resize(g.to(device, non_blocking=True).float(), cfg)  # uint8 crosses to the device: 4x fewer bytes
+        g = _resize(to_device(g, device).float(), cfg)  # uint8 crosses to the device: 4x fewer bytes than float32
         if g.shape[1] == 1:
             g = g.expand(-1, 3, -1, -1)
         out.append(g)
@@ -171,15 +180,27 @@ class Encoder:
         return self.forward(self.preprocess(images)).cpu().numpy()
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """'auto' -> fp16 autocast on CUDA, bf16 autocast on a CPU with native bf16 (AVX512-BF16/AMX: about 2.5x the
-    fp32 speed of EfficientNet-Lite0 on this project's CPUs, features within cosine 0.996 of fp32), else fp32."""
+BF16_MIN_CAPABILITY = (8, 0)  # Ampere: the first NVIDIA GPUs with bf16 tensor cores
+
+
+def resolve_precision(precision: str, device: str, capability: tuple[int, int] | None = None) -> str:
+    """The autocast a forward pass runs under; 'auto' picks one for the device.
+
+    On CUDA, 'auto' is bf16 on compute capability 8.0 and newer (bf16 has fp32's exponent range, so the CLIP and timm
+    towers that can overflow fp16 stay finite) and fp16 on older GPUs. ``capability`` is the GPU's (major, minor);
+    None asks torch about ``device`` and, where no GPU is visible (a CPU-only driver planning GPU actors), falls back
+    to fp16, which every CUDA GPU runs. On a CPU, 'auto' is bf16 where the CPU has native bf16 (AVX512-BF16/AMX:
+    about 2.5x the fp32 speed of EfficientNet-Lite0 on this project's CPUs, features within cosine 0.996 of fp32),
+    else fp32.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
     if device.startswith("cuda"):
-        return "fp16"
+        if capability is None and torch.cuda.is_available():
+            capability = tuple(torch.cuda.get_device_capability(torch.device(device)))
+        return "bf16" if capability is not None and tuple(capability) >= BF16_MIN_CAPABILITY else "fp16"
     try:
         native_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

@@ -59,7 +59,8 @@ def create_open_clip(identifier: str, *, device: str = "cpu") -> Encoder:
         interpolation=pcfg.get("interpolation", "bicubic"),
         resize_mode="shortest" if pcfg.get("resize_mode", "shortest") == "shortest" else "squash",
     )
-    tower = _ImageTower(clip).eval().to(device)
+    # channels_last like the input (preprocess_images), so the patch-embedding conv needs no layout conversion
+    tower = _ImageTower(clip).eval().to(device, memory_format=torch.channels_last)
     dim = int(clip.visual.output_dim)
     spec = {"model": f"open_clip:{identifier}", "weights": weights, "preprocessing": cfg.as_dict()}
     return Encoder(model=tower, dim=dim, spec=spec, preprocess_cfg=cfg, device=device)

@@ -54,6 +54,7 @@ def create_timm(identifier: str, *, device: str = "cpu") -> Encoder:
         interpolation=str(data.get("interpolation", "bilinear")),
         resize_mode="shortest",
     )
-    model = model.to(device)
+    # channels_last like the input (preprocess_images): no layout conversion in front of every conv layer
+    model = model.to(device, memory_format=torch.channels_last)
     spec = {"model": f"timm:{identifier}", "weights": weights, "preprocessing": cfg.as_dict()}
     return Encoder(model=model, dim=int(model.num_features), spec=spec, preprocess_cfg=cfg, device=device)

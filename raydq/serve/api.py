@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from raydq.serve.errors import ServiceError
 from raydq.serve.metrics import ServiceMetrics
+from raydq.serve.pages import PAGE_PATHS, pages_router
 from raydq.serve.schemas import (
     ErrorResponse,
     Health,
@@ -33,7 +34,7 @@ from raydq.serve.schemas import (
     UpdateLabelsResponse,
 )
 
-OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}) | PAGE_PATHS
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in [
@@ -220,5 +221,6 @@ def create_app(
     async def healthz() -> Health:
         return Health(status="ok")
 
+    app.include_router(pages_router(backend))  # the labeling page (raydq.serve.pages)
     app.add_middleware(GuardMiddleware, token=token, max_body_bytes=max_body_bytes, metrics=metrics)
     return app

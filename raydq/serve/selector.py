@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from raydq.labels import LabelIn, LabelStore, LeaseConflict
+from raydq.labels import ANONYMOUS, LabelStore, LeaseConflict
 from raydq.labels.models import utcnow
 from raydq.pool.store import Pool, load_pool
 from raydq.serve.config import _SCHEME, ServeArgs
@@ -214,6 +214,7 @@ class SelectorCore:
                         expires_at=expires,
                         strategy=name,
                         model_version=version,
+                        caller=ANONYMOUS,
                         now=now,
                     )
                 except LeaseConflict as e:  # another replica leased or labeled some of them meanwhile
@@ -245,7 +246,7 @@ class SelectorCore:
             seen[x.id] = n
             if not self.pool.contains(x.id):
                 raise ServiceError(422, ["body", "labels", n, "id"], f"unknown id {x.id!r}: not in the pool")
-            if x.label not in self._class_index:
+            if not x.skip and x.label not in self._class_index:
                 raise ServiceError(
                     422, ["body", "labels", n, "label"], f"label {x.label!r} is not a class; classes: {self.classes}"
                 )
@@ -254,13 +255,12 @@ class SelectorCore:
 
     def update_labels(self, req: UpdateLabelsRequest):
         self.validate_labels(req)
-        labels = [LabelIn(id=x.id, label=x.label, annotator=x.annotator) for x in req.labels]
-        counts = self.store.apply_labels(labels, batch_id=req.batch_id)
+        counts = self.store.apply_labels(req.labels, caller=ANONYMOUS, batch_id=req.batch_id)
         return counts
 
     def release_batch(self, req: ReleaseBatchRequest) -> ReleaseBatchResponse:
         try:
-            released = self.store.release_batch(req.batch_id)
+            released = self.store.release_batch(req.batch_id, caller=ANONYMOUS)
         except LookupError:
             raise ServiceError(404, ["body", "batch_id"], f"unknown batch_id {req.batch_id!r}") from None
         return ReleaseBatchResponse(batch_id=req.batch_id, released=released)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from raydq.estimator import param_names
 from raydq.head import LinearHead
 from raydq.sim.metrics import scores
 from raydq.strategies import MISSING_LABEL, STRATEGIES, QueryStrategy, make_strategy
-from raydq.strategies.base import param_names
 
 
 def _value(text: str) -> object:

@@ -1,14 +1,19 @@
-"""Selection strategies: pure array code behind one query interface (see ``base.QueryStrategy``).
+"""Selection strategies: one ``select`` over a sharded pool (and ``query`` over one array) per strategy (see
+``base.QueryStrategy``).
 
 Cold starts (no head needed): random, centroid, typiclust, probcover. Queries: dropquery, balanced_dropquery (for
 long-tailed pools), entropy, margin, least_confidence, bald, powerbald, coreset, badge, typiclust, probcover, random.
 """
 
+from raydq.estimator import MISSING_LABEL, check_random_state
 from raydq.strategies.balanced_dropquery import BalancedDropQuery
-from raydq.strategies.base import MISSING_LABEL, QueryStrategy, RandomQuery, check_random_state
+from raydq.strategies.base import QueryStrategy, StrategyOptions
+from raydq.strategies.centroid import CentroidQuery
 from raydq.strategies.diversity import BADGEQuery, CoresetQuery
 from raydq.strategies.dropquery import DropQuery
-from raydq.strategies.representative import CentroidQuery, ProbCoverQuery, TypiClustQuery
+from raydq.strategies.ranked import RandomQuery
+from raydq.strategies.representative import ProbCoverQuery, TypiClustQuery
+from raydq.strategies.shards import ArrayShard, LocalShardSet, Selection, ShardSet
 from raydq.strategies.uncertainty import BALDQuery, EntropyQuery, LeastConfidenceQuery, MarginQuery, PowerBALDQuery
 
 STRATEGIES: dict[str, type[QueryStrategy]] = {
@@ -44,6 +49,7 @@ __all__ = [
     "COLD_STARTS",
     "MISSING_LABEL",
     "STRATEGIES",
+    "ArrayShard",
     "BADGEQuery",
     "BALDQuery",
     "BalancedDropQuery",
@@ -52,11 +58,15 @@ __all__ = [
     "DropQuery",
     "EntropyQuery",
     "LeastConfidenceQuery",
+    "LocalShardSet",
     "MarginQuery",
     "PowerBALDQuery",
     "ProbCoverQuery",
     "QueryStrategy",
     "RandomQuery",
+    "Selection",
+    "ShardSet",
+    "StrategyOptions",
     "TypiClustQuery",
     "check_random_state",
     "make_strategy",

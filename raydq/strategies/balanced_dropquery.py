@@ -1,43 +1,41 @@
-"""Class-balanced DropQuery: DropQuery's uncertain candidates, the batch shared out over predicted classes.
+"""Class-balanced DropQuery for long-tailed pools: DropQuery's candidates, part of the batch shared out over predicted
+classes, and how large that part is set by how skewed the pool looks.
 
-On a long-tailed pool, DropQuery's candidates (rows whose dropout predictions disagree) are mostly rows of the
-frequent classes, simply because those classes fill the pool, and k-means over them spends most of the batch there:
-rare classes are labeled late and the head stays biased. This variant keeps DropQuery's candidate set and its
-k-means diversity, but first gives each predicted class a quota of the batch, filling up the classes with the fewest
-labels first (water-filling the labeled counts, as class-balanced selection does in BASE, Emam et al. 2021, and
-GALAXY, Zhang et al. 2022), each quota capped by the candidates predicted as that class. Inside a class, k-means
-with ``quota`` clusters on the candidates' standardised embeddings picks the candidate nearest each centroid, as
-DropQuery does for the whole batch.
+On a long-tailed pool DropQuery's candidates (rows whose dropout predictions disagree) are mostly rows of the frequent
+classes, simply because those classes fill the pool, and k-means over them spends most of the batch there: rare
+classes are labeled late and the head stays biased. Class quotas fix that: each predicted class gets slots of the
+batch, the classes with the fewest labels first (water-filling the labeled counts, as class-balanced selection does in
+BASE, Emam et al. 2021, and GALAXY, Zhang et al. 2022), each quota capped by the candidates predicted as that class,
+and inside a class k-means picks the candidate nearest each centroid, as DropQuery does for the whole batch.
 
-Pure water-filling equalises labels even on a balanced pool, where DropQuery rightly spends more of the batch on the
-classes that are hard to tell apart. So each class's claim is weighed by its candidate rate, the fraction of the
-rows predicted as the class that are candidates: a property of how uncertain the class is, not of how large it is.
-``class_quotas`` aims at (labels + 1) in proportion to rate ** ``difficulty_weight``. ``prior_correction`` optionally
-adjusts y* and the dropout passes by the labeled class prior, ``logit_c - tau * log(pi_c)`` with ``pi_c = (n_c + 1) /
-(n + C)`` (post-hoc logit adjustment, Menon et al. 2021); measured, it did not help, so it is off by default. The
-measurements behind the defaults are in docs/results/README.md.
+On a balanced pool quotas cost accuracy (they equalise labels where DropQuery rightly spends more of the batch on the
+classes that are hard to tell apart), so the quota's share of the batch follows the skew of the pool's predicted-class
+distribution ``p`` (y* over every pool row): ``skew = 1 - H(p) / log C`` (0 for a uniform ``p``; 0.10 for an
+exponential profile with ratio 10, 0.29 with ratio 100). Below ``skew_floor`` the batch is exactly DropQuery's; above
+``skew_full`` all of it goes to quotas; in between, that fraction of it, and k-means over the other candidates picks
+the rest. The measurements behind the defaults are in docs/results/README.md.
 
-What crosses shards (for the port onto the sharded API): phase 1 as DropQuery's plus each shard's count of
-candidates per predicted class (a C-length histogram per threshold) and of selectable rows per predicted class;
-phase 2 returns, per class, a uniform sample of at most ``max(256 * quota, 20000)`` candidates with their
-embeddings. k-means runs on the driver per class.
+A strategy sees no labels, only which rows are labeled; the labeled count of a class is taken as the number of
+labeled rows the head predicts as that class (a head fitted on those rows predicts nearly all of them right).
+Everything else is DropQuery's: its two shard phases and phase-1 cache, its threshold, thinning and random fill; this
+class replaces only the final choice among the gathered candidates (``DropQuery._choose``), plus one small message per
+shard (per-class counts and the y* of the gathered candidates).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from raydq.cluster import make_kmeans, nearest_distinct
-from raydq.strategies._utils import l2_normalise
-from raydq.strategies.base import MISSING_LABEL, QueryStrategy, RandomState
-from raydq.strategies.dropout import DEFAULT_CHUNK_ROWS, mismatch_counts
-
-#: Candidates that one k-means trains on: 256 per centroid (faiss's own subsample size) but never fewer than 20,000,
-#: as DropQuery does, so a pool of tens of thousands clusters every candidate.
-POINTS_PER_CENTROID = 256
-MIN_POINTS = 20_000
+from raydq.cluster import DEFAULT_TOL, array_module
+from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS
+from raydq.numerics.nearest import nearest_distinct_rows
+from raydq.strategies.base import RandomState
+from raydq.strategies.dropquery import DropoutPasses, DropQuery, shard_predictions
+from raydq.strategies.kmeans import fit_kmeans
+from raydq.strategies.shards import ArrayShard
 
 
 def class_quotas(
@@ -68,146 +66,151 @@ def class_quotas(
     return quota
 
 
-@dataclass(frozen=True)
-class BalancedResult:
-    """How the last batch was chosen: the threshold, the candidate count, candidates and slots per predicted class,
-    and how many rows came from random fill."""
-
-    threshold: int
-    n_candidates: int
-    capacity: np.ndarray
-    quotas: np.ndarray
-    n_random: int
+def distribution_skew(counts: np.ndarray) -> float:
+    """``1 - H(p) / log C`` of the distribution ``p`` proportional to ``counts`` over ``C`` classes: 0 when uniform,
+    1 when one class holds everything (0 for fewer than two classes or no counts)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if len(counts) < 2 or counts.sum() <= 0:
+        return 0.0
+    p = counts[counts > 0] / counts.sum()
+    return float(1.0 - -(p * np.log(p)).sum() / np.log(len(counts)))
 
 
-class BalancedDropQuery(QueryStrategy):
-    """DropQuery with the batch shared out over predicted classes, rarest-labeled first.
+def quota_share(skew: float, floor: float, full: float) -> float:
+    """The fraction of the batch shared out by class quotas: 0 at or below ``floor``, 1 at or above ``full``, linear
+    in between."""
+    if skew <= floor:
+        return 0.0
+    if skew >= full:
+        return 1.0
+    return (skew - floor) / (full - floor)
 
-    1. y* and ``n_passes`` dropout passes as DropQuery, on logits corrected by the labeled class prior; candidates
-       are selectable rows with more than t disagreeing passes, t lowered from ``n_passes // 2`` while fewer than
-       ``candidate_factor * batch_size`` remain;
-    2. fewer candidates than ``batch_size``: all of them plus random selectable rows (as DropQuery);
-    3. otherwise ``class_quotas`` over the candidates' predicted classes, from the labeled counts in ``y`` weighed
-       against each class's candidate rate (``difficulty_weight``);
-    4. per class, k-means with ``quota`` clusters on the L2-normalised standardised embeddings of that class's
-       candidates (a seeded sample of at most ``max(256 * quota, 20000)``), and the candidate nearest each centroid.
+
+# -- per-shard work --------------------------------------------------------------------------------------------------
+def class_statistics(
+    shard: ArrayShard, passes: DropoutPasses, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(pool, labeled, predicted)``: how many of the shard's rows, and of its labeled rows, y* puts in each class,
+    and y* of those of the global ``rows`` (ascending) that lie in this shard, in their order."""
+    y_star = shard_predictions(shard, passes)
+    n_classes = passes.W.shape[1]
+    pool = np.bincount(y_star, minlength=n_classes).astype(np.int64)
+    labeled = np.bincount(y_star[shard.labeled], minlength=n_classes).astype(np.int64)
+    return pool, labeled, y_star[shard.local_rows(rows)].astype(np.int64)
+
+
+class BalancedDropQuery(DropQuery):
+    """DropQuery with a share of the batch given out by class quotas over predicted classes, rarest-labeled first;
+    the share grows with the skew of the pool's predicted-class distribution (none on a balanced pool).
+
+    Steps 1-4 are DropQuery's (see there). Step 5 on the gathered candidates: ``share = quota_share(skew,
+    skew_floor, skew_full)``; ``round(share * batch_size)`` slots are shared out by ``class_quotas`` (labeled counts
+    per predicted class, each class capped by its candidates, preference = candidate rate ** ``difficulty_weight``)
+    and filled per class by k-means on that class's candidates, the candidate nearest each centroid; k-means over the
+    remaining candidates picks the rest, as DropQuery does.
 
     Parameters
     ----------
-    dropout : float, default=0.75
-    n_passes : int, default=3
-    candidate_factor : float, default=25
-    kmeans_niter : int, default=25
-    prior_correction : float, default=0.0
-        tau of the logit adjustment by the labeled class prior (0: off).
-    difficulty_weight : float, default=0.5
-        Exponent alpha of each class's preference in ``class_quotas``: its candidate rate (candidates predicted as
-        the class over all selectable rows predicted as it) to the power alpha. 0: labeled counts alone, as BASE.
-    discover_first : bool, default=True
-        While some class has no label yet, choose the batch as DropQuery does (k-means over all candidates: quotas
-        found new classes no sooner and cost accuracy in the early rounds); quotas start once every class has a
-        label.
-    chunk_rows : int, default=1024
-        Rows per dropout chunk (bounds memory; part of what a seed reproduces).
-    random_state : None, int or Generator
-
-    Attributes
-    ----------
-    last_result_ : BalancedResult
+    skew_floor : float, default=0.05
+        Pool skew (``distribution_skew`` of y* over the pool) up to which the batch is exactly DropQuery's.
+    skew_full : float, default=0.2
+        Pool skew from which the whole batch is shared out by quotas.
+    difficulty_weight : float, default=0.0
+        Exponent of each class's preference in ``class_quotas``: its candidate rate (candidates predicted as the class
+        over pool rows predicted as it). 0: labeled counts alone, as BASE.
+    The other parameters are DropQuery's.
     """
 
-    needs_head = True
+    class Options(DropQuery.Options):
+        skew_floor: float = Field(
+            0.05, ge=0.0, le=1.0, description="pool skew up to which the batch is exactly DropQuery's (no quotas)"
+        )
+        skew_full: float = Field(
+            0.2, ge=0.0, le=1.0, description="pool skew from which the whole batch is shared out by class quotas"
+        )
+        difficulty_weight: float = Field(
+            0.0, ge=0.0, le=4.0, description="weight of each class's candidate rate against its labeled count"
+        )
+
+        @model_validator(mode="after")
+        def _floor_below_full(self):
+            if self.skew_floor > self.skew_full:
+                raise ValueError(f"skew_floor ({self.skew_floor}) must not exceed skew_full ({self.skew_full})")
+            return self
 
     def __init__(
         self,
         *,
+        skew_floor: float = 0.05,
+        skew_full: float = 0.2,
+        difficulty_weight: float = 0.0,
         dropout: float = 0.75,
         n_passes: int = 3,
         candidate_factor: float = 25,
+        threshold: int | None = None,
+        relax: bool = True,
+        random_fill: bool = True,
+        max_candidates: int | None = None,
         kmeans_niter: int = 25,
-        prior_correction: float = 0.0,
-        difficulty_weight: float = 0.5,
-        discover_first: bool = True,
+        kmeans_tol: float = DEFAULT_TOL,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        pass_seed: int | None = None,
         random_state: RandomState = None,
     ) -> None:
-        self.dropout = dropout
-        self.n_passes = n_passes
-        self.candidate_factor = candidate_factor
-        self.kmeans_niter = kmeans_niter
-        self.prior_correction = prior_correction
+        super().__init__(
+            dropout=dropout,
+            n_passes=n_passes,
+            candidate_factor=candidate_factor,
+            threshold=threshold,
+            relax=relax,
+            random_fill=random_fill,
+            max_candidates=max_candidates,
+            kmeans_niter=kmeans_niter,
+            kmeans_tol=kmeans_tol,
+            chunk_rows=chunk_rows,
+            pass_seed=pass_seed,
+            random_state=random_state,
+        )
+        self.skew_floor = skew_floor
+        self.skew_full = skew_full
         self.difficulty_weight = difficulty_weight
-        self.discover_first = discover_first
-        self.chunk_rows = chunk_rows
-        self.random_state = random_state
 
-    def _validate(self) -> None:
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.n_passes, int | np.integer) or not 1 <= self.n_passes <= 255:
-            raise ValueError(f"n_passes must be an integer in [1, 255], got {self.n_passes!r}")
-        if float(self.candidate_factor) < 0:
-            raise ValueError(f"candidate_factor must be >= 0, got {self.candidate_factor!r}")
-        if not isinstance(self.kmeans_niter, int | np.integer) or self.kmeans_niter < 1:
-            raise ValueError(f"kmeans_niter must be a positive integer, got {self.kmeans_niter!r}")
-        if not float(self.prior_correction) >= 0:
-            raise ValueError(f"prior_correction must be >= 0, got {self.prior_correction!r}")
-        if not float(self.difficulty_weight) >= 0:
-            raise ValueError(f"difficulty_weight must be >= 0, got {self.difficulty_weight!r}")
-        if not isinstance(self.chunk_rows, int | np.integer) or self.chunk_rows < 1:
-            raise ValueError(f"chunk_rows must be a positive integer, got {self.chunk_rows!r}")
+    def _choose(self, shards, passes, rows, Z, options, *, batch_size, seed, deadline, info):
+        stats = shards.map(class_statistics, passes, rows, deadline=deadline)
+        pool = np.sum([s[0] for s in stats], axis=0)
+        labeled = np.sum([s[1] for s in stats], axis=0)
+        predicted = np.concatenate([s[2] for s in stats])
+        skew = distribution_skew(pool)
+        n_quota = round(quota_share(skew, options.skew_floor, options.skew_full) * batch_size)
+        info.update(pool_skew=skew, quota_slots=n_quota)
+        if n_quota == 0:
+            return super()._choose(
+                shards, passes, rows, Z, options, batch_size=batch_size, seed=seed, deadline=deadline, info=info
+            )
+        capacity = np.bincount(predicted, minlength=len(pool))
+        rate = capacity / np.maximum(pool - labeled, 1)  # how uncertain the class is, whatever its size
+        quotas = class_quotas(labeled, capacity, n_quota, preference=rate**options.difficulty_weight)
+        info["quotas"] = quotas.tolist()
+        seeds = (int(s) for s in np.random.SeedSequence(seed).generate_state(len(quotas) + 1))
+        picked = []
+        for c, q in enumerate(quotas.tolist()):
+            class_seed = next(seeds)
+            if q:
+                members = np.flatnonzero(predicted == c)
+                picked.append(members[self._nearest_to_centroids(Z[members], q, options, class_seed, deadline)])
+        chosen = np.concatenate(picked)
+        rest = batch_size - len(chosen)
+        if rest:
+            others = np.setdiff1d(np.arange(len(rows)), chosen)
+            chosen = np.concatenate(
+                [chosen, others[self._nearest_to_centroids(Z[others], rest, options, next(seeds), deadline)]]
+            )
+        return chosen
 
-    def _query(self, X, y, selectable, *, batch_size, head, rng):
-        self._validate()
-        W, b = head.affine()
-        n_classes = W.shape[1]
-        labeled = np.bincount(y[(y != MISSING_LABEL) & (y < n_classes)], minlength=n_classes)
-        prior = (labeled + 1.0) / (labeled.sum() + n_classes)
-        b = (b - float(self.prior_correction) * np.log(prior)).astype(np.float32)
-        y_star, counts = mismatch_counts(
-            np.ascontiguousarray(X, dtype=np.float32),
-            W,
-            b,
-            n_passes=int(self.n_passes),
-            dropout=float(self.dropout),
-            seed=int(rng.integers(2**63)),
-            chunk_rows=int(self.chunk_rows),
-        )
-        hist = np.bincount(counts[selectable], minlength=self.n_passes + 1)
-        t = int(self.n_passes) // 2
-        while t > 0 and hist[t + 1 :].sum() < float(self.candidate_factor) * batch_size:
-            t -= 1
-        candidates = np.flatnonzero(selectable & (counts > t))
-        if len(candidates) < batch_size:
-            rest = np.flatnonzero(selectable & (counts <= t))
-            fill = rng.choice(rest, size=batch_size - len(candidates), replace=False)
-            none = np.zeros(n_classes, np.int64)
-            self.last_result_ = BalancedResult(t, len(candidates), none, none, len(fill))
-            return np.concatenate([candidates, fill])
-        predicted = y_star[candidates]
-        if self.discover_first and (labeled == 0).any():  # a class not found yet: one k-means over all candidates
-            chosen = self._pick(X, candidates, batch_size, head, rng)
-            none = np.zeros(n_classes, np.int64)
-            self.last_result_ = BalancedResult(t, len(candidates), none, none, 0)
-            return chosen
-        capacity = np.bincount(predicted, minlength=n_classes)
-        predicted_pool = np.bincount(y_star[selectable], minlength=n_classes)
-        rate = capacity / np.maximum(predicted_pool, 1)  # how uncertain the class is, whatever its size
-        quotas = class_quotas(labeled, capacity, batch_size, preference=rate ** float(self.difficulty_weight))
-        chosen = [self._pick(X, candidates[predicted == c], int(q), head, rng) for c, q in enumerate(quotas) if q]
-        self.last_result_ = BalancedResult(t, len(candidates), capacity, quotas, 0)
-        return np.concatenate(chosen)
-
-    def _pick(self, X: np.ndarray, rows: np.ndarray, k: int, head, rng: np.random.Generator) -> np.ndarray:
-        """``k`` of ``rows``: the row nearest each of ``k`` k-means centroids of their normalised embeddings."""
-        if k >= len(rows):
-            return rows
-        cap = max(POINTS_PER_CENTROID * k, MIN_POINTS)
-        if len(rows) > cap:
-            rows = np.sort(rng.choice(rows, size=cap, replace=False))
-        Z = l2_normalise(head.transform(X[rows]))
-        km = make_kmeans(
-            Z.shape[1], k, niter=int(self.kmeans_niter), seed=int(rng.integers(2**31)), max_points_per_centroid=None
-        )
-        km.train(Z)
-        return rows[nearest_distinct(Z, km.centroids)]
+    @staticmethod
+    def _nearest_to_centroids(Z: np.ndarray, k: int, options: Any, seed: int, deadline) -> np.ndarray:
+        """Positions in ``Z`` of the distinct rows nearest ``k`` k-means centroids (every row when there are <= k)."""
+        if k >= len(Z):
+            return np.arange(len(Z))
+        km = fit_kmeans(Z, k, niter=options.kmeans_niter, tol=options.kmeans_tol, seed=seed, deadline=deadline)
+        return nearest_distinct_rows(Z, km.centroids, xp=array_module(), deadline=deadline)

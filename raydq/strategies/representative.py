@@ -1,7 +1,7 @@
-"""Representative strategies that need no head: centroid (the paper's cold start), TypiClust and ProbCover.
+"""Representative strategies that need no head and need every row in one place: TypiClust and ProbCover.
 
-All three work on L2-normalised pool features and also serve as queries (labeled and excluded rows are never
-returned; TypiClust and ProbCover take the labeled rows into account).
+Both work on L2-normalised features and also serve as queries (labeled and unavailable rows are never returned and
+count as already covered). They run on the rows gathered by ``raydq.strategies.gather``.
 """
 
 from __future__ import annotations
@@ -9,55 +9,33 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from pydantic import Field
 
-from raydq.cluster import make_kmeans, nearest_distinct
-from raydq.strategies._utils import l2_normalise
-from raydq.strategies.base import QueryStrategy, RandomState
+from raydq.cluster import DEFAULT_TOL
+from raydq.deadline import check
+from raydq.numerics.distances import BLOCK_ELEMENTS, sq_distances
+from raydq.numerics.norms import l2_normalise
+from raydq.strategies.base import RandomState
+from raydq.strategies.gather import GATHER_LIMIT, GatheredOptions, GatheredQuery
+from raydq.strategies.kmeans import KMEANS_POINTS_PER_CENTROID, KmeansOptions, fit_kmeans
 
 _GRAPH_CACHE: dict = {}  # ProbCover's last delta-ball graph (one pool's worth)
 
 
-#: Rows per centroid the representative strategies' k-means trains on: every row of a pool of tens of thousands
-#: (as the reference's k-means does; a thinner sample picks visibly worse cold starts), a sample of a huge one.
-KMEANS_POINTS_PER_CENTROID = 2048
-
-
-def _kmeans_centroids(Z: np.ndarray, k: int, rng: np.random.Generator, niter: int) -> tuple[np.ndarray, np.ndarray]:
-    km = make_kmeans(
-        Z.shape[1], k, niter=niter, seed=int(rng.integers(2**31)), max_points_per_centroid=KMEANS_POINTS_PER_CENTROID
-    )
-    km.train(Z)
-    return km.centroids, km.assign(Z)[1]
-
-
-class CentroidQuery(QueryStrategy):
-    """L2-normalise the pool, k-means with k = ``batch_size``, take the selectable row nearest each centroid
-    (distinct rows). ``n_init`` > 1 keeps the best of several k-means runs (better starts, n_init times the cost)."""
-
-    def __init__(self, *, kmeans_niter: int = 25, n_init: int = 1, random_state: RandomState = None) -> None:
-        self.kmeans_niter = kmeans_niter
-        self.n_init = n_init
-        self.random_state = random_state
-
-    def _query(self, X, y, selectable, *, batch_size, head, rng):
-        km = make_kmeans(
-            X.shape[1],
-            batch_size,
-            niter=int(self.kmeans_niter),
-            seed=int(rng.integers(2**31)),
-            n_init=int(self.n_init),
-            max_points_per_centroid=KMEANS_POINTS_PER_CENTROID,
-        )
-        km.train(l2_normalise(X))
-        return nearest_distinct(X, km.centroids, normalize=True, allowed=selectable)
-
-
-class TypiClustQuery(QueryStrategy):
+class TypiClustQuery(GatheredQuery):
     """TypiClust (Hacohen et al. 2022): k-means into ``n_labeled + batch_size`` clusters (at most ``max_clusters``);
     repeatedly take the cluster with the fewest labeled rows (largest first among ties, clusters smaller than
     ``min_cluster_size`` skipped) and its most typical selectable row, typicality being the inverse mean distance to
     the ``k_neighbors`` nearest neighbours within the cluster (scored on a sample of ``max_cluster_rows`` rows of a
     larger cluster, since it needs all pairwise distances)."""
+
+    class Options(GatheredOptions, KmeansOptions):
+        k_neighbors: int = Field(20, ge=1, le=100, description="neighbours that define typicality")
+        max_clusters: int = Field(500, ge=1, le=1000, description="cap on the k-means clusters")
+        min_cluster_size: int = Field(5, ge=1, le=1000, description="smaller clusters are skipped")
+        max_cluster_rows: int = Field(
+            5000, ge=10, le=8192, description="typicality of a larger cluster is scored on a sample of this many rows"
+        )
 
     def __init__(
         self,
@@ -67,6 +45,8 @@ class TypiClustQuery(QueryStrategy):
         min_cluster_size: int = 5,
         max_cluster_rows: int = 5000,
         kmeans_niter: int = 25,
+        kmeans_tol: float = DEFAULT_TOL,
+        gather_limit: int = GATHER_LIMIT,
         random_state: RandomState = None,
     ) -> None:
         self.k_neighbors = k_neighbors
@@ -74,28 +54,39 @@ class TypiClustQuery(QueryStrategy):
         self.min_cluster_size = min_cluster_size
         self.max_cluster_rows = max_cluster_rows
         self.kmeans_niter = kmeans_niter
+        self.kmeans_tol = kmeans_tol
+        self.gather_limit = gather_limit
         self.random_state = random_state
 
     @staticmethod
     def _typicality(Z: np.ndarray, k: int) -> np.ndarray:
-        sq = (Z * Z).sum(axis=1)
-        d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (Z @ Z.T), 0.0)
+        d2 = sq_distances(Z, Z)
         k = max(1, min(k, len(Z) - 1))
         knn = np.partition(d2, k, axis=1)[:, 1 : k + 1]  # column 0 is the row itself
         return 1.0 / (np.sqrt(knn).mean(axis=1) + 1e-5)
 
-    def _query(self, X, y, selectable, *, batch_size, head, rng):
-        Z = l2_normalise(X)
+    def _select_rows(self, X, status, options, *, batch_size, head, rng, deadline):
+        Z = l2_normalise(X, copy=False)
+        selectable = status == 0
         n_labeled = int((~selectable).sum())
-        k = min(n_labeled + batch_size, int(self.max_clusters), len(Z))
-        k = max(k, 1)
-        _, assign = _kmeans_centroids(Z, k, rng, int(self.kmeans_niter))
+        k = max(1, min(n_labeled + batch_size, options.max_clusters, len(Z)))
+        km = fit_kmeans(
+            Z,
+            k,
+            niter=options.kmeans_niter,
+            tol=options.kmeans_tol,
+            seed=int(rng.integers(2**31)),
+            max_points_per_centroid=KMEANS_POINTS_PER_CENTROID,
+            deadline=deadline,
+        )
+        assign = km.assign(Z)[1]
         sizes = np.bincount(assign, minlength=k)
         existing = np.bincount(assign[~selectable], minlength=k)
         free = selectable.copy()
-        eligible = sizes >= self.min_cluster_size
+        eligible = sizes >= options.min_cluster_size
         chosen: list[int] = []
         while len(chosen) < batch_size:
+            check(deadline)
             open_clusters = eligible & (np.bincount(assign[free], minlength=k) > 0)
             if not open_clusters.any():
                 rest = np.flatnonzero(free)
@@ -105,10 +96,10 @@ class TypiClustQuery(QueryStrategy):
             order = np.lexsort((rng.random(len(cand)), -sizes[cand], existing[cand]))
             c = cand[order[0]]
             members = np.flatnonzero(assign == c)
-            if len(members) > self.max_cluster_rows:  # typicality is quadratic in the cluster: score a sample
-                keep = rng.choice(len(members), self.max_cluster_rows, replace=False)
+            if len(members) > options.max_cluster_rows:  # typicality is quadratic in the cluster: score a sample
+                keep = rng.choice(len(members), options.max_cluster_rows, replace=False)
                 members = np.sort(np.union1d(members[keep], members[free[members]][:1]))
-            typ = self._typicality(Z[members], min(int(self.k_neighbors), len(members) // 2))
+            typ = self._typicality(Z[members], min(options.k_neighbors, len(members) // 2))
             typ[~free[members]] = -np.inf
             pick = int(members[np.argmax(typ)])
             chosen.append(pick)
@@ -117,7 +108,7 @@ class TypiClustQuery(QueryStrategy):
         return np.asarray(chosen, dtype=np.int64)
 
 
-class ProbCoverQuery(QueryStrategy):
+class ProbCoverQuery(GatheredQuery):
     """ProbCover (Yehuda et al. 2022): balls of radius ``delta`` around every row on the L2-normalised features;
     greedily take the selectable row whose ball covers the most not-yet-covered rows (labeled rows' balls start
     covered); random rows once everything is covered.
@@ -126,9 +117,25 @@ class ProbCoverQuery(QueryStrategy):
     ----------
     delta : float or None, default=None
         Ball radius; None estimates it as the median distance to the ``k_delta``-th nearest neighbour on a sample.
+    k_delta : int, default=10
     max_edges : int, default=20_000_000
-        Refuse a graph larger than this (a clear error instead of running out of memory).
+        Refuse a graph larger than this (a clear error, counted before any edge is stored, instead of running out of
+        memory).
+    gather_limit : int, default=200_000
+    random_state : None, int or Generator
     """
+
+    class Options(GatheredOptions):
+        delta: float | None = Field(
+            None, gt=0.0, le=2.0, description="ball radius on unit vectors; default: estimated from the data"
+        )
+        k_delta: int = Field(10, ge=1, le=100, description="neighbour rank whose median distance estimates delta")
+        max_edges: int = Field(
+            20_000_000,
+            ge=GATHER_LIMIT,  # every row's ball holds the row itself: a smaller cap would refuse every gathered pool
+            le=50_000_000,
+            description="refuse a graph with more edges than this (16 bytes each)",
+        )
 
     def __init__(
         self,
@@ -136,38 +143,48 @@ class ProbCoverQuery(QueryStrategy):
         delta: float | None = None,
         k_delta: int = 10,
         max_edges: int = 20_000_000,
+        gather_limit: int = GATHER_LIMIT,
         random_state: RandomState = None,
     ) -> None:
         self.delta = delta
         self.k_delta = k_delta
         self.max_edges = max_edges
+        self.gather_limit = gather_limit
         self.random_state = random_state
 
-    def _estimate_delta(self, Z: np.ndarray) -> float:
+    @staticmethod
+    def _estimate_delta(Z: np.ndarray, k_delta: int) -> float:
         rng = np.random.default_rng(0)  # a property of the data, the same in every round
         sample = Z[rng.choice(len(Z), size=min(len(Z), 2000), replace=False)]
-        d2 = np.maximum(2.0 - 2.0 * (sample @ Z.T), 0.0)
-        k = min(int(self.k_delta), len(Z) - 1)
+        k = min(k_delta, len(Z) - 1)
+        step = max(1, BLOCK_ELEMENTS // len(sample))
+        nearest = []  # per block of Z, each sample row's k + 1 smallest squared distances (the row itself is one)
+        for s in range(0, len(Z), step):
+            block = sq_distances(sample, Z[s : s + step])
+            nearest.append(np.partition(block, min(k, block.shape[1] - 1), axis=1)[:, : k + 1])
+        d2 = np.concatenate(nearest, axis=1)
         return float(np.median(np.sqrt(np.partition(d2, k, axis=1)[:, k])))
 
-    def _graph(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _graph(self, Z: np.ndarray, options, deadline) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The delta-ball graph as CSR (src, dst, row starts). It depends only on the pool and delta, so the last
-        one is kept (keyed by a fingerprint of X) and reused across rounds: building it is an N x N product."""
-        key = (X.shape, hashlib.sha1(np.ascontiguousarray(X[:: max(1, len(X) // 64)]).tobytes()).hexdigest())
-        key += (self.delta, self.k_delta)
+        one is kept (keyed by a fingerprint of Z) and reused across rounds: building it is an N x N product."""
+        key = (Z.shape, hashlib.sha1(np.ascontiguousarray(Z[:: max(1, len(Z) // 64)]).tobytes()).hexdigest())
+        key += (options.delta, options.k_delta)
         if _GRAPH_CACHE.get("key") == key:
             return _GRAPH_CACHE["graph"]
-        Z = l2_normalise(X)
         n = len(Z)
-        delta = float(self.delta) if self.delta is not None else self._estimate_delta(Z)
+        delta = options.delta if options.delta is not None else self._estimate_delta(Z, options.k_delta)
         cos_min = 1.0 - delta * delta / 2.0  # ||a - b|| < delta  <=>  a.b > 1 - delta^2/2 for unit vectors
         src, dst = [], []
         n_edges = 0
-        for s in range(0, n, 2048):
-            i, j = np.nonzero(Z[s : s + 2048] @ Z.T > cos_min)
-            n_edges += len(i)
-            if n_edges > self.max_edges:
-                raise ValueError(f"delta={delta:.3g} gives more than max_edges={self.max_edges} edges; lower delta")
+        step = max(1, BLOCK_ELEMENTS // max(1, n))
+        for s in range(0, n, step):
+            check(deadline)
+            near = Z[s : s + step] @ Z.T > cos_min
+            n_edges += int(np.count_nonzero(near))  # counted before any edge is stored
+            if n_edges > options.max_edges:
+                raise ValueError(f"delta={delta:.3g} gives more than max_edges={options.max_edges} edges; lower delta")
+            i, j = np.nonzero(near)
             src.append(i + s)
             dst.append(j)
         src, dst = np.concatenate(src), np.concatenate(dst)  # sorted by src: CSR by row
@@ -176,11 +193,11 @@ class ProbCoverQuery(QueryStrategy):
         _GRAPH_CACHE.update(key=key, graph=graph)
         return graph
 
-    def _query(self, X, y, selectable, *, batch_size, head, rng):
-        if self.delta is not None and float(self.delta) <= 0:
-            raise ValueError(f"delta must be positive, got {self.delta}")
-        src, dst, starts = self._graph(X)
-        n = len(X)
+    def _select_rows(self, X, status, options, *, batch_size, head, rng, deadline):
+        Z = l2_normalise(X, copy=False)
+        src, dst, starts = self._graph(Z, options, deadline)
+        selectable = status == 0
+        n = len(Z)
         covered = np.zeros(n, dtype=bool)
         for r in np.flatnonzero(~selectable):
             covered[dst[starts[r] : starts[r + 1]]] = True
@@ -188,6 +205,7 @@ class ProbCoverQuery(QueryStrategy):
         free = selectable.copy()
         chosen: list[int] = []
         while len(chosen) < batch_size:
+            check(deadline)
             score = np.where(free, degree, -1)
             best = int(score.max())
             if best <= 0:

@@ -15,13 +15,15 @@ pool split into K shards gives exactly the batch the whole pool gives.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from raydq.deadline import Deadline
+from raydq.estimator import MISSING_LABEL
+from raydq.numerics.grid import grid_cells
 
 T = TypeVar("T")
 
@@ -38,7 +40,8 @@ class ArrayShard:
     float16 shard never holds a float32 copy of itself. ``cache`` keeps per-shard results between calls (DropQuery's
     phase-1 counts under the head version and seed, for instance); it is dropped whenever the rows change.
     ``deadline`` is set by the shard set for the duration of one ``map`` call: per-shard functions call
-    ``shard.check_deadline()`` between chunks.
+    ``shard.check_deadline()`` between chunks. ``n_threads`` is how many row threads the shard's own kernels may run
+    (None: ``raydq.numerics.threads.cpu_budget()``, which inside a shard actor is the actor's CPU allotment).
     """
 
     X: np.ndarray
@@ -46,6 +49,7 @@ class ArrayShard:
     status: np.ndarray | None = None
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)
     deadline: Deadline | None = field(default=None, repr=False)
+    n_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.X.ndim != 2:
@@ -96,6 +100,14 @@ class ArrayShard:
         if self.deadline is not None:
             self.deadline.check()
 
+    def grid_chunks(self, chunk_rows: int) -> Iterator[tuple[int, int]]:
+        """Local ``(start, stop)`` ranges following a global grid of ``chunk_rows`` rows (cut at the shard's edges),
+        checking the deadline before each. Every row meets the same chunk whichever shard holds it, so chunked
+        arithmetic gives one answer however the pool is split."""
+        for _, start, stop in grid_cells(self.row_offset, len(self), chunk_rows):
+            self.check_deadline()
+            yield start, stop
+
 
 class ShardSet(Protocol):
     """What a strategy's driver needs: the pool's size and shape, and a way to run a function on every shard."""
@@ -106,9 +118,7 @@ class ShardSet(Protocol):
     @property
     def dim(self) -> int: ...
 
-    def map(
-        self, fn: Callable[..., T], /, *args: Any, deadline: Deadline | None = None, **kwargs: Any
-    ) -> list[T]:
+    def map(self, fn: Callable[..., T], /, *args: Any, deadline: Deadline | None = None, **kwargs: Any) -> list[T]:
         """``[fn(shard, *args, **kwargs) for shard in shards]``, run concurrently where the shards live; ``fn`` must
         be a module-level function (it is shipped by reference). With ``deadline`` each shard's ``check_deadline``
         raises ``DeadlineExceeded`` after it, and so does ``map``."""
@@ -158,7 +168,7 @@ class LocalShardSet:
         return out
 
 
-def status_from_labels(y: np.ndarray, exclude: np.ndarray | None = None, *, missing: int = -1) -> np.ndarray:
+def status_from_labels(y: np.ndarray, exclude: np.ndarray | None = None, *, missing: int = MISSING_LABEL) -> np.ndarray:
     """Row status from a label array (``missing`` where unlabeled) and an optional mask of unavailable rows."""
     status = np.where(np.asarray(y) != missing, LABELED, np.uint8(0)).astype(np.uint8)
     if exclude is not None:
@@ -174,3 +184,25 @@ class Selection:
 
     rows: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+
+
+# -- per-shard functions every strategy's driver uses ---------------------------------------------------------------
+@dataclass(frozen=True)
+class StatusCounts:
+    """How many rows a shard holds, how many are selectable and how many labeled."""
+
+    rows: int
+    selectable: int
+    labeled: int
+
+    def __add__(self, other: StatusCounts) -> StatusCounts:
+        return StatusCounts(self.rows + other.rows, self.selectable + other.selectable, self.labeled + other.labeled)
+
+
+def status_counts(shard: ArrayShard) -> StatusCounts:
+    return StatusCounts(len(shard), int(np.count_nonzero(shard.selectable)), int(np.count_nonzero(shard.labeled)))
+
+
+def count_selectable(shard: ArrayShard, rows: np.ndarray) -> int:
+    """How many of the global ``rows`` lie in this shard and are selectable (checks a strategy's answer)."""
+    return int(np.count_nonzero(shard.selectable[shard.local_rows(rows)]))

@@ -98,6 +98,27 @@ def _set_pin(p: Project, old: str, new: str) -> None:
     deps[deps.index(old)] = new
 
 
+def _set_extra(p: Project, old: str, new: str | None) -> None:
+    """Replace (or, with None, remove) a requirement of the gpu extra."""
+    extra = p.pyproject["project"]["optional-dependencies"]["gpu"]
+    i = extra.index(old)
+    if new is None:
+        del extra[i]
+    else:
+        extra[i] = new
+
+
+def _add_extra(p: Project, requirement: str) -> None:
+    p.pyproject["project"]["optional-dependencies"]["gpu"].append(requirement)
+
+
+INSTALL_RUN = (
+    "RUN pip uninstall -y cupy-cuda12x \\\n"
+    '    && pip install --no-cache-dir ".${RAYDQ_EXTRAS}" \\\n'
+    '    && python k8s/check_image.py --ray-version "${RAY_VERSION}" --extras "${RAYDQ_EXTRAS}"'
+)
+
+
 def _gpu_request_without_limit(p: Project) -> None:
     del _container(p, "RayCluster", "gpu")["resources"]["requests"]["nvidia.com/gpu"]
 
@@ -227,13 +248,143 @@ MISTAKES: list[Mistake] = [
         "base-image-python-too-old",
         "versions",
         "requires-python",
-        lambda p: _dockerfile(p, "ARG RAY_IMAGE_VARIANT=py311-gpu", "ARG RAY_IMAGE_VARIANT=py310-gpu"),
+        lambda p: _dockerfile(p, "ARG PYTHON_TAG=py311", "ARG PYTHON_TAG=py310"),
     ),
     Mistake(
         "not-ray-image",
         "versions",
         "not Ray's image",
         lambda p: _dockerfile(p, "FROM rayproject/ray:", "FROM nvidia/cuda:"),
+    ),
+    # the base image's CUDA line = the pinned torch's; the README names its driver
+    Mistake(
+        "base-image-on-rays-default-cuda",
+        "cuda_line",
+        r"CUDA 12\.1 \(`gpu` is Ray's default CUDA line\).*torch 2\.14\.1.*CUDA 13\.0: use Ray's cu130",
+        lambda p: _dockerfile(p, "ARG RAY_PLATFORM=cu130", "ARG RAY_PLATFORM=gpu"),
+    ),
+    Mistake(
+        "base-image-cuda-12-8",
+        "cuda_line",
+        r"is CUDA 12\.8, but",
+        lambda p: _dockerfile(p, "ARG RAY_PLATFORM=cu130", "ARG RAY_PLATFORM=cu128"),
+    ),
+    Mistake(
+        "default-build-is-cpu",
+        "cuda_line",
+        r"has no CUDA \(cpu\)",
+        lambda p: _dockerfile(p, "ARG RAY_PLATFORM=cu130", "ARG RAY_PLATFORM=cpu"),
+    ),
+    Mistake(
+        "torch-pin-moved-on",
+        "cuda_line",
+        r"records no CUDA line for torch 2\.15",
+        lambda p: _set_pin(p, "torch==2.14.1", "torch==2.15.0"),
+    ),
+    Mistake(
+        "torch-unpinned",
+        "cuda_line",
+        "torch must be pinned with one `==`",
+        lambda p: _set_pin(p, "torch==2.14.1", "torch>=2.14"),
+    ),
+    Mistake(
+        "readme-forgets-the-driver",
+        "cuda_line",
+        "needs NVIDIA driver R580 or newer",
+        lambda p: _readme(p, "R580", "a recent driver"),
+    ),
+    # the GPU image installs cuML and exactly one CuPy, and checks it
+    Mistake(
+        "gpu-extra-cupy-for-cuda-12",
+        "gpu_packages",
+        "cupy-cuda12x.*must be cupy-cuda13x",
+        lambda p: _set_extra(p, "cupy-cuda13x>=14,<15", "cupy-cuda12x>=13,<14"),
+    ),
+    Mistake(
+        "gpu-extra-cuml-unbounded",
+        "gpu_packages",
+        "cuml-cu13>=26.10 has no upper bound",
+        lambda p: _set_extra(p, "cuml-cu13==26.10.*", "cuml-cu13>=26.10"),
+    ),
+    Mistake(
+        "gpu-extra-two-cupys",
+        "gpu_packages",
+        "one cupy and one cuml",
+        lambda p: _add_extra(p, "cupy-cuda12x<14"),
+    ),
+    Mistake(
+        "gpu-extra-without-cuml",
+        "gpu_packages",
+        "one cupy and one cuml",
+        lambda p: _set_extra(p, "cuml-cu13==26.10.*", None),
+    ),
+    Mistake(
+        "gpu-extra-not-installed-by-default",
+        "gpu_packages",
+        "not the gpu extra",
+        lambda p: _dockerfile(p, 'ARG RAYDQ_EXTRAS="[gpu]"', 'ARG RAYDQ_EXTRAS=""'),
+    ),
+    Mistake(
+        "rays-cupy-kept",
+        "gpu_packages",
+        "cupy-cuda12x is not uninstalled",
+        lambda p: _dockerfile(p, "RUN pip uninstall -y cupy-cuda12x \\\n    && pip install", "RUN pip install"),
+    ),
+    Mistake(
+        "rays-cupy-uninstalled-after-install",
+        "gpu_packages",
+        "runs after raydq's install; it must come before",
+        lambda p: _dockerfile(
+            p,
+            INSTALL_RUN,
+            'RUN pip install --no-cache-dir ".${RAYDQ_EXTRAS}" \\\n    && pip uninstall -y cupy-cuda12x \\\n'
+            '    && python k8s/check_image.py --ray-version "${RAY_VERSION}" --extras "${RAYDQ_EXTRAS}"',
+        ),
+    ),
+    Mistake(
+        "image-not-checked",
+        "gpu_packages",
+        "no RUN step runs k8s/check_image.py",
+        lambda p: _dockerfile(
+            p, INSTALL_RUN, 'RUN pip uninstall -y cupy-cuda12x \\\n    && pip install --no-cache-dir ".${RAYDQ_EXTRAS}"'
+        ),
+    ),
+    Mistake(
+        "image-check-not-told-gpu",
+        "gpu_packages",
+        "skips the GPU checks",
+        lambda p: _dockerfile(p, ' --extras "${RAYDQ_EXTRAS}"', ""),
+    ),
+    # one image; GPU pods run the GPU image; the README builds the tags the manifests run
+    Mistake(
+        "gpu-group-on-the-cpu-image",
+        "images",
+        r"workerGroupSpecs\[0\]\(gpu\) offers GPUs but runs raydq:0\.1\.0-cpu, not the GPU image raydq:0\.1\.0-cu130",
+        lambda p: _set(_container(p, "RayCluster", "gpu"), "image", "raydq:0.1.0-cpu"),
+    ),
+    Mistake(
+        "image-of-an-older-release",
+        "images",
+        r"runs raydq:0\.0\.9-cu130; expected raydq:0\.1\.0-<platform>",
+        lambda p: _set(_container(p, "RayJob", None), "image", "raydq:0.0.9-cu130"),
+    ),
+    Mistake(
+        "cpu-group-on-another-image",
+        "images",
+        "run different images",
+        lambda p: _set(_container(p, "RayService", "cpu"), "image", "raydq:0.1.0-cpu"),
+    ),
+    Mistake(
+        "readme-builds-an-untagged-image",
+        "images",
+        r"builds platform cu130, so tag it raydq:0\.1\.0-cu130",
+        lambda p: _readme(p, "docker build -t raydq:0.1.0-cu130 .", "docker build -t raydq:0.1.0 ."),
+    ),
+    Mistake(
+        "readme-cpu-build-keeps-the-gpu-extra",
+        "images",
+        "builds a CPU image with the gpu extra",
+        lambda p: _readme(p, " --build-arg RAYDQ_EXTRAS= ", " "),
     ),
     # the Dockerfile installs raydq
     Mistake(
@@ -253,6 +404,12 @@ MISTAKES: list[Mistake] = [
         "dockerfile",
         "'jobs/' keeps jobs",
         lambda p: setattr(p, "dockerignore", p.dockerignore + "jobs/\n"),
+    ),
+    Mistake(
+        "dockerignore-drops-the-image-check",
+        "dockerfile",
+        "'k8s' keeps k8s/check_image.py",
+        lambda p: setattr(p, "dockerignore", p.dockerignore.replace("!k8s/check_image.py\n", "")),
     ),
     Mistake(
         "dockerignore-drops-a-package",
@@ -337,6 +494,18 @@ MISTAKES: list[Mistake] = [
         lambda p: _edit_serve(p, lambda c: c["applications"][0]["args"].update(trainer_num_cpus=16)),
     ),
     # autoscaling
+    Mistake(
+        "embed-pool-cannot-grow",
+        "autoscaling",
+        "pass --max-actors 8 to let it grow",
+        lambda p: _edit_entrypoint(p, " --max-actors 8", ""),
+    ),
+    Mistake(
+        "embed-pool-smaller-than-the-gpu-group",
+        "autoscaling",
+        "= 4 GPUs, but the GPU worker groups grow to 8",
+        lambda p: _edit_entrypoint(p, "--max-actors 8", "--max-actors 4"),
+    ),
     Mistake(
         "autoscaler-off",
         "autoscaling",

@@ -12,13 +12,10 @@ Checks never write, so tests plant mistakes in a `Project.copy()` and expect the
 from __future__ import annotations
 
 import ast
-import copy
-import json
 import re
 import shlex
-import tomllib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,115 +24,34 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parents[2]
-RAY_KINDS = ("RayCluster", "RayService", "RayJob")
+from tests.k8s.dockerfile import (
+    RAY_IMAGE,
+    copied_sources,
+    dockerfile_from,
+    dockerfile_workdir,
+    ignored_by,
+    instructions,
+)
+from tests.k8s.image import check_cuda_line, check_gpu_packages, check_images
+from tests.k8s.project import (
+    RAY_KINDS,
+    ManifestError,
+    Project,
+    _load_all,
+    _raise,
+    _where,
+    cluster_spec,
+    containers,
+    pod_templates,
+    worker_shapes,
+)
+
 # The Kubernetes versions the pod templates must be valid for: the oldest we support and the newest schema shipped.
 K8S_VERSIONS = ("1.30", "latest")
 # Environment variables the Serve app reads for its secrets, and where they must come from.
 SECRET_ENV = ("RAYDQ_DATABASE_URL", "RAYDQ_API_TOKEN")
 OBJECT_STORE_SCHEMES = ("s3://", "gs://", "abfs://", "abfss://")
 SECRET_LIKE = re.compile(r"TOKEN|PASSWORD|SECRET|DATABASE_URL|ACCESS_KEY", re.IGNORECASE)
-
-
-class ManifestError(ValueError):
-    """A deployment file is wrong; the message names the file and the field."""
-
-
-@dataclass
-class Project:
-    """The deployment files of a checkout, parsed once; checks read it, planted mistakes edit a copy."""
-
-    root: Path
-    manifest_texts: dict[str, str]
-    docs: dict[str, list[dict[str, Any]]]
-    dockerfile: str
-    dockerignore: str
-    pyproject: dict[str, Any]
-    serve_config: dict[str, Any] | None
-    readme: str
-    schema: dict[str, Any] = field(repr=False)
-
-    @classmethod
-    def load(cls, root: Path = ROOT) -> Project:
-        texts = {p.name: p.read_text() for p in sorted((root / "k8s").glob("*.yaml"))}
-        serve_path = root / "serve_configs" / "cluster.yaml"
-        readme = root / "k8s" / "README.md"
-        return cls(
-            root=root,
-            manifest_texts=texts,
-            docs={name: _load_all(name, text) for name, text in texts.items()},
-            dockerfile=(root / "Dockerfile").read_text(),
-            dockerignore=(root / ".dockerignore").read_text() if (root / ".dockerignore").exists() else "",
-            pyproject=tomllib.loads((root / "pyproject.toml").read_text()),
-            serve_config=yaml.safe_load(serve_path.read_text()) if serve_path.exists() else None,
-            readme=readme.read_text() if readme.exists() else "",
-            schema=json.loads((root / "k8s" / "schema" / "kuberay-v1.schema.json").read_text()),
-        )
-
-    def copy(self) -> Project:
-        return copy.deepcopy(self)
-
-    def resources(self, kind: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(file name, document) for each Ray custom resource, or only those of `kind`."""
-        for name, docs in self.docs.items():
-            for doc in docs:
-                if doc.get("kind") in RAY_KINDS and (kind is None or doc["kind"] == kind):
-                    yield name, doc
-
-    def one(self, kind: str) -> dict[str, Any]:
-        found = [doc for _, doc in self.resources(kind)]
-        if len(found) != 1:
-            raise ManifestError(f"k8s/: expected exactly one {kind}, found {len(found)}")
-        return found[0]
-
-
-def _load_all(name: str, text: str) -> list[dict[str, Any]]:
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as e:
-        raise ManifestError(f"k8s/{name}: not valid YAML: {e}") from e
-    for i, doc in enumerate(docs):
-        if not isinstance(doc, dict):
-            raise ManifestError(f"k8s/{name}: document {i} is a {type(doc).__name__}, not a mapping")
-    return docs
-
-
-def _raise(problems: list[str]) -> None:
-    if problems:
-        raise ManifestError("\n".join(problems))
-
-
-def _where(path: Any) -> str:
-    return ".".join(str(p) for p in path) or "<root>"
-
-
-CLUSTER_SPEC_KEY = {"RayCluster": None, "RayService": "rayClusterConfig", "RayJob": "rayClusterSpec"}
-
-
-def cluster_spec(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(path, RayClusterSpec) of a Ray resource: its spec, or the spec it embeds."""
-    key = CLUSTER_SPEC_KEY[doc["kind"]]
-    spec = doc.get("spec", {})
-    return ("spec", spec) if key is None else (f"spec.{key}", spec.get(key) or {})
-
-
-def pod_templates(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(path, PodTemplateSpec) of every pod a Ray resource makes: head, each worker group, a job submitter."""
-    where, spec = cluster_spec(doc)
-    head = spec.get("headGroupSpec", {})
-    if "template" in head:
-        yield f"{where}.headGroupSpec.template", head["template"]
-    for i, group in enumerate(spec.get("workerGroupSpecs") or []):
-        if "template" in group:
-            yield f"{where}.workerGroupSpecs[{i}]({group.get('groupName')}).template", group["template"]
-    if doc["kind"] == "RayJob" and "submitterPodTemplate" in doc["spec"]:
-        yield "spec.submitterPodTemplate", doc["spec"]["submitterPodTemplate"]
-
-
-def containers(template: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    spec = template.get("spec") or {}
-    yield from spec.get("initContainers") or []
-    yield from spec.get("containers") or []
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -294,43 +210,6 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def dockerfile_from(dockerfile: str) -> str:
-    """The image of the (last) FROM line, with ARG defaults declared before it substituted."""
-    args: dict[str, str] = {}
-    image = None
-    for line in _dockerfile_instructions(dockerfile):
-        word, _, rest = line.partition(" ")
-        if word.upper() == "ARG" and image is None:
-            key, _, default = rest.strip().partition("=")
-            args[key] = default.strip().strip('"')
-        elif word.upper() == "FROM":
-            tokens = [t for t in rest.split() if not t.startswith("--")]
-            image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m[1] or m[2], m[0]), tokens[0])
-    if image is None:
-        raise ManifestError("Dockerfile: no FROM line")
-    return image
-
-
-def _dockerfile_instructions(text: str) -> list[str]:
-    """Instructions with line continuations joined and comments dropped."""
-    out, pending = [], ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        out.append(pending + line)
-        pending = ""
-    if pending:
-        out.append(pending)
-    return out
-
-
-RAY_IMAGE = re.compile(r"^(?:docker\.io/)?rayproject/ray(?:-ml)?:(?P<version>\d+\.\d+\.\d+)(?:-(?P<variant>[\w.-]+))?$")
-
-
 def check_versions(project: Project) -> None:
     """rayVersion of every cluster = the Ray version of the Dockerfile's base image = the `ray` pin in pyproject."""
     problems = []
@@ -360,35 +239,16 @@ def check_versions(project: Project) -> None:
     _raise(problems)
 
 
-def dockerfile_workdir(dockerfile: str) -> str | None:
-    workdir = None
-    for line in _dockerfile_instructions(dockerfile):
-        word, _, rest = line.partition(" ")
-        if word.upper() == "WORKDIR":
-            workdir = rest.strip()
-    return workdir
-
-
-def _copied_sources(dockerfile: str) -> set[str]:
-    sources: set[str] = set()
-    for line in _dockerfile_instructions(dockerfile):
-        word, _, rest = line.partition(" ")
-        if word.upper() in ("COPY", "ADD"):
-            tokens = [t for t in shlex.split(rest) if not t.startswith("--")]
-            sources.update(t.rstrip("/") for t in tokens[:-1])
-    return sources
-
-
 def check_dockerfile(project: Project) -> None:
     """The image installs raydq with pip and carries the job scripts and Serve configs the manifests use."""
     problems = []
-    runs = [line for line in _dockerfile_instructions(project.dockerfile) if line.upper().startswith("RUN ")]
+    runs = [line for line in instructions(project.dockerfile) if line.upper().startswith("RUN ")]
     install = re.compile(
         r"pip3?\s+install\b[^&;|]*?(?:\s|[\"'])(?:\.|\.\[[\w,]+\]|\.\$\{?\w+\}?|raydq\S*)(?=[\"'\s]|$)"
     )
     if not any(install.search(line) for line in runs):
         problems.append("Dockerfile: no `RUN pip install .` (or `pip install raydq`) step installs raydq")
-    copied = _copied_sources(project.dockerfile)
+    copied = copied_sources(project.dockerfile)
     for needed in ("pyproject.toml", "raydq", "jobs", "serve_configs"):
         if needed not in copied and "." not in copied:
             problems.append(f"Dockerfile: {needed} is not copied into the image")
@@ -402,35 +262,12 @@ def check_dockerfile(project: Project) -> None:
                 str(init.parent.relative_to(project.root)) for init in (project.root / source).rglob("__init__.py")
             )
         for path in paths:
-            pattern = _ignored_by(project.dockerignore, path)
+            pattern = ignored_by(project.dockerignore, path)
             if pattern:
                 problems.append(
                     f".dockerignore: {pattern!r} keeps {path}, which the Dockerfile copies, out of the image"
                 )
     _raise(problems)
-
-
-def _ignored_by(dockerignore: str, path: str) -> str | None:
-    """The last .dockerignore pattern that decides `path` (or a parent folder of it) is excluded, if any."""
-    from fnmatch import fnmatch
-
-    decision = None
-    parts = path.split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    for raw in dockerignore.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        pattern = line.lstrip("!").strip("/")
-        if pattern.startswith("**/"):  # at any depth: match the tail of each prefix
-            candidates = ["/".join(prefix.split("/")[i:]) for prefix in prefixes for i in range(prefix.count("/") + 1)]
-            pattern = pattern[3:]
-        else:  # anchored at the build context's root, as Docker reads .dockerignore
-            candidates = prefixes
-        if any(fnmatch(c, pattern) for c in candidates):
-            decision = None if negate else line
-    return decision
 
 
 def module_defines(root: Path, import_path: str) -> str | None:
@@ -602,24 +439,6 @@ def check_gpu_resources(project: Project) -> None:
     _raise(problems)
 
 
-def _cpus(quantity: Any) -> float:
-    text = str(quantity)
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-
-
-def worker_shapes(doc: dict[str, Any]) -> list[tuple[str, float, float]]:
-    """(group, CPUs, GPUs) that one pod of each worker group offers Ray (from the first container's limits)."""
-    shapes = []
-    for group in cluster_spec(doc)[1].get("workerGroupSpecs") or []:
-        c = next(iter((group.get("template") or {}).get("spec", {}).get("containers") or []), {})
-        limits = (c.get("resources") or {}).get("limits") or {}
-        params = group.get("rayStartParams") or {}
-        cpus = _cpus(params.get("num-cpus", limits.get("cpu", 0)))
-        gpus = float(params.get("num-gpus", limits.get("nvidia.com/gpu", 0)))
-        shapes.append((str(group.get("groupName")), cpus, gpus))
-    return shapes
-
-
 def check_fits(project: Project) -> None:
     """Every Serve replica and embedding actor fits in one pod of some worker group (the head runs no tasks)."""
     problems = []
@@ -687,7 +506,38 @@ def check_autoscaling(project: Project) -> None:
             )
             if asks_gpu and not (group.get("maxReplicas", 0) > group.get("minReplicas", 0)):
                 problems.append(f"k8s/{name}: {where}.workerGroupSpecs[{i}]: GPU group cannot scale (max <= min)")
+        if doc["kind"] == "RayJob":
+            problems += [f"k8s/{name}: spec.entrypoint: {p}" for p in _embed_pool_problems(doc)]
     _raise(problems)
+
+
+def _embed_pool_problems(doc: dict[str, Any]) -> list[str]:
+    """The embed job's GPU actor pool can grow over every GPU the worker groups can reach (--max-actors); without
+    it the pool stays at the GPUs present when the job starts."""
+    groups = cluster_spec(doc)[1].get("workerGroupSpecs") or []
+    capacity = sum(
+        gpus * int(group.get("maxReplicas") or 0)
+        for group, (_, _, gpus) in zip(groups, worker_shapes(doc), strict=True)
+    )
+    try:
+        values = parse_python_command(str(doc["spec"].get("entrypoint", ""))).values
+        per_actor = float(values.get("--num-gpus-per-actor", 1 if capacity else 0))
+        max_actors = int(values["--max-actors"]) if "--max-actors" in values else None
+    except (ManifestError, ValueError) as e:
+        return [str(e)]
+    if per_actor <= 0 or not capacity:
+        return []
+    if max_actors is None:
+        return [
+            f"the embed job's GPU pool stays at the GPUs present at start; pass --max-actors "
+            f"{int(capacity // per_actor)} to let it grow with the GPU groups ({capacity:g} GPUs at most)"
+        ]
+    if max_actors * per_actor != capacity:
+        return [
+            f"--max-actors {max_actors} x --num-gpus-per-actor {per_actor:g} = {max_actors * per_actor:g} GPUs, but "
+            f"the GPU worker groups grow to {capacity:g}"
+        ]
+    return []
 
 
 def check_shared_cluster_spec(project: Project) -> None:
@@ -932,6 +782,9 @@ CHECKS: dict[str, Callable[[Project], None]] = {
     "serve_schema": check_serve_schema,
     "serve_matches_config": check_serve_matches_config,
     "versions": check_versions,
+    "cuda_line": check_cuda_line,
+    "gpu_packages": check_gpu_packages,
+    "images": check_images,
     "dockerfile": check_dockerfile,
     "repo_references": check_repo_references,
     "gpu_resources": check_gpu_resources,

@@ -87,7 +87,7 @@ def encode(body: Any) -> bytes:
 
 def state_of(store) -> tuple:
     """Everything a request could change in the label store."""
-    revision, labels = store.current_labels()
+    revision, labels = store.training_snapshot()
     return revision, labels, sorted(store.leased_ids()), store.count_batches()
 
 

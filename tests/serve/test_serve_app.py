@@ -178,16 +178,20 @@ def test_token_required_and_nothing_written(make_args, tmp_path, pool):
 def test_label_mirror_follows_relabels_and_foreign_classes(make_args, tmp_path, pool):
     """The selector applies only what changed since its revision; relabels move an item's class, and a label with a
     class that is not configured (an old class list) keeps the item out of selection and training."""
-    from raydq.labels import LabelIn
+    from raydq.labels import ANONYMOUS, LabelIn
     from raydq.serve.schemas import SelectBatchRequest
     from raydq.serve.selector import SelectorCore
 
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}", max_batch_size=N_ITEMS)
     core = SelectorCore(args)
     ids = [str(i) for i in pool.ids]
-    core.store.apply_labels([LabelIn(id=ids[0], label=CLASSES[0]), LabelIn(id=ids[1], label=CLASSES[1])])
+    core.store.apply_labels(
+        [LabelIn(id=ids[0], label=CLASSES[0]), LabelIn(id=ids[1], label=CLASSES[1])], caller=ANONYMOUS
+    )
     assert core.training_set().y.tolist() == [0, 1]
-    core.store.apply_labels([LabelIn(id=ids[1], label=CLASSES[2]), LabelIn(id=ids[2], label="retired-class")])
+    core.store.apply_labels(
+        [LabelIn(id=ids[1], label=CLASSES[2]), LabelIn(id=ids[2], label="retired-class")], caller=ANONYMOUS
+    )
     data = core.training_set()
     assert data.y.tolist() == [0, 2] and data.revision == core.store.revision()
     counts = core.counts()

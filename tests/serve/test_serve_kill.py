@@ -112,7 +112,7 @@ def test_sigkill_after_ack_loses_nothing(zygote, embedding_store):
         wait_for(lambda url=url: not healthy(url), timeout=30, what="the killed server to be gone")
 
         store = LabelStore(args.database_url)
-        _, stored = store.current_labels()
+        _, stored = store.training_snapshot()
         store.close()
         lost = {i: v for i, v in ledger.acked.items() if i not in stored}
         assert not lost, f"cycle {cycle}: acknowledged labels lost: {lost}"

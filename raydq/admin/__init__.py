@@ -1,0 +1,1 @@
+"""Administration of a raydq deployment from the command line: ``python -m raydq.admin --help``."""

@@ -1,0 +1,5 @@
+"""``python -m raydq.admin``: see ``raydq.admin.cli``."""
+
+from raydq.admin.cli import main
+
+raise SystemExit(main())
