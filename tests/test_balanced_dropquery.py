@@ -157,7 +157,7 @@ def test_a_pool_below_the_floor_gets_exactly_dropquerys_batch(balanced, long_tai
         np.testing.assert_array_equal(sel.rows, plain.rows)
     X, y, head = balanced
     sel = select(BalancedDropQuery(), X, status_from_labels(y), head, seed=4)
-    assert sel.info["pool_skew"] < 0.05 and sel.info["quota_slots"] == 0  # the defaults leave a balanced pool alone
+    assert sel.info["pool_skew"] < 0.1 and sel.info["quota_slots"] == 0  # the defaults leave a balanced pool alone
 
 
 def test_too_few_candidates_fall_back_to_random_rows_as_dropquery(long_tail):
