@@ -9,8 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from raydq.head import LinearHead
+from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS
 from raydq.strategies import MISSING_LABEL, BalancedDropQuery, DropQuery, LocalShardSet
 from raydq.strategies.balanced_dropquery import class_quotas, distribution_skew, quota_share
+from raydq.strategies.dropquery import CACHE_PREDICTED, DropoutPasses, shard_counts, shard_predictions
 from raydq.strategies.shards import LABELED, UNAVAILABLE, status_from_labels
 
 
@@ -158,6 +160,21 @@ def test_a_pool_below_the_floor_gets_exactly_dropquerys_batch(balanced, long_tai
     X, y, head = balanced
     sel = select(BalancedDropQuery(), X, status_from_labels(y), head, seed=4)
     assert sel.info["pool_skew"] < 0.1 and sel.info["quota_slots"] == 0  # the defaults leave a balanced pool alone
+
+
+def test_predicted_classes_come_from_phase_1_or_one_pass_and_agree_with_the_head(long_tail):
+    X, y, head = long_tail
+    shards = LocalShardSet.from_arrays(X, status_from_labels(y), n_shards=3)
+    W, b = head.affine()
+    passes = DropoutPasses(W, b, 0.75, 3, 0, DEFAULT_CHUNK_ROWS)
+    computed = np.concatenate([shard_predictions(s, passes) for s in shards.shards])
+    assert all(CACHE_PREDICTED not in s.cache for s in shards.shards)
+    for s in shards.shards:
+        shard_counts(s, passes)
+    assert all(s.cache[CACHE_PREDICTED][0] == passes.key for s in shards.shards)
+    cached = np.concatenate([shard_predictions(s, passes) for s in shards.shards])
+    np.testing.assert_array_equal(cached, computed)
+    np.testing.assert_array_equal(computed, head.predict(X))
 
 
 def test_too_few_candidates_fall_back_to_random_rows_as_dropquery(long_tail):
