@@ -5,6 +5,8 @@
   the floor's p50 (1.0 = the service adds nothing).
 - ``update_labels``: labels/s and requests/s with C concurrent clients (default 8), against ``LabelStore.apply_labels``
   called directly, one request's labels at a time, on a fresh database of the same kind; ratio = service / direct.
+- ``update_labels`` latency p50/p99 with C clients while nothing else runs, and again while a deliberately slow
+  selection (options at their bounds) runs; ratio = during / idle (1.0 = label writes never wait on selection).
 
     python bench/serve.py [--n 100000] [--dim 1280] [--selects 30] [--clients 8] [--database-url postgresql://...]
 """
@@ -62,6 +64,56 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def label_latencies(url: str, pool, classes: list[str], rows, clients: int, requests: int) -> list[float]:
+    """Seconds of each ``update_labels`` (5 labels) sent by ``clients`` concurrent clients, ``requests`` each."""
+    import httpx
+    import numpy as np
+
+    out: list[float] = []
+    lock = threading.Lock()
+    per = requests * 5
+
+    def client_loop(c: int) -> None:
+        rng = np.random.default_rng(c)
+        mine = rows[c * per : (c + 1) * per]
+        with httpx.Client(base_url=url, timeout=600) as http:
+            for k in range(requests):
+                chunk = mine[k * 5 : (k + 1) * 5]
+                labels = [{"id": str(pool.ids[i]), "label": classes[int(rng.integers(len(classes)))]} for i in chunk]
+                t0 = time.perf_counter()
+                http.post("/update_labels", json={"labels": labels}).raise_for_status()
+                with lock:
+                    out.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=client_loop, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+class SlowSelection:
+    """A selection that runs far longer than the measurement, on a raw connection this benchmark can hang up."""
+
+    def __init__(self, url: str, body: dict) -> None:
+        import http.client
+        import json
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=3600)
+        self.conn.request("POST", "/select_batch", json.dumps(body), {"content-type": "application/json"})
+
+    def wait_running(self, client) -> None:
+        while client.get("/status").json()["selections"]["running"] != 1:
+            time.sleep(0.1)
+
+    def hang_up(self) -> None:
+        self.conn.sock.shutdown(socket.SHUT_RDWR)
+        self.conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000)
@@ -74,6 +126,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests-per-client", type=int, default=50)
     parser.add_argument("--labels-per-request", type=int, default=10)
+    parser.add_argument("--latency-requests", type=int, default=20, help="update_labels per client, idle and busy")
     parser.add_argument("--database-url", default=None, help="default: an SQLite file in a temporary directory")
     parser.add_argument("--baseline-database-url", default=None, help="fresh database for the direct baseline")
     ns = parser.parse_args()
@@ -103,6 +156,7 @@ def main() -> None:
         max_batch_size=max(1000, ns.batch_size),
         max_labels_per_request=max(1000, ns.seed_labels),
         retrain_delay_s=0.2,
+        select_timeout_s=600,
     )
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
@@ -197,6 +251,28 @@ def main() -> None:
         f"{args.database_url.split(':')[0]}): {service_rate:.0f} labels/s ({n_requests / wall:.0f} requests/s); "
         f"direct LabelStore {direct_rate:.0f} labels/s; ratio service/direct = {service_rate / direct_rate:.2f}"
     )
+
+    # update_labels latency, idle and while a slow selection runs
+    url = f"http://127.0.0.1:{port}"
+    taken = set(seed_rows.tolist()) | set(rows.tolist())
+    spare = np.array([i for i in range(ns.n) if i not in taken])
+    idle = label_latencies(url, pool, classes, spare[: len(spare) // 2], ns.clients, ns.latency_requests)
+    slow = SlowSelection(
+        url, {"batch_size": 1000, "strategy": "centroid", "options": {"n_init": 10, "kmeans_niter": 100}}
+    )
+    slow.wait_running(client)
+    during = label_latencies(url, pool, classes, spare[len(spare) // 2 :], ns.clients, ns.latency_requests)
+    still_running = client.get("/status").json()["selections"]["running"] == 1
+    slow.hang_up()
+    i50, i99, d50, d99 = (statistics.median(idle), percentile(idle, 99), statistics.median(during),
+                          percentile(during, 99))  # fmt: skip
+    print(
+        f"update_labels latency ({ns.clients} clients x {ns.latency_requests} requests x 5 labels): idle p50 "
+        f"{i50 * 1e3:.0f} ms p99 {i99 * 1e3:.0f} ms; during a slow selection p50 {d50 * 1e3:.0f} ms p99 "
+        f"{d99 * 1e3:.0f} ms (selection still running at the end: {still_running}); ratio p50 during/idle = "
+        f"{d50 / i50:.2f}, p99 = {d99 / i99:.2f}"
+    )
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     serve.shutdown()
     ray.shutdown()
 

@@ -12,6 +12,7 @@ Run from the repository root: ``python jobs/demo.py`` (``make demo`` installs ev
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import socket
@@ -22,10 +23,12 @@ import numpy as np
 
 from raydq.client import RaydqClient
 
+DEFAULT_POOL_SIZE = 5000  # what `python jobs/embed.py` embeds by default, into the same folder
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pool-size", type=int, default=5000, help="Fashion-MNIST train images in the pool")
+    p.add_argument("--pool-size", type=int, default=DEFAULT_POOL_SIZE, help="Fashion-MNIST train images in the pool")
     p.add_argument("--test-size", type=int, default=2000, help="held-out test images for the accuracy")
     p.add_argument("--rounds", type=int, default=6, help="labeling rounds (round 0 is the cold start)")
     p.add_argument("--batch-size", type=int, default=10, help="labels per round (the paper: 1 x classes)")
@@ -66,9 +69,18 @@ def accuracy(model: dict, X: np.ndarray, y: np.ndarray) -> float:
     return float(((X @ W + b).argmax(axis=1) == y).mean())
 
 
+def quiet_ray() -> None:
+    """The demo prints its own lines. Ray's C++ core logs a spurious error-level line when Ray Data starts its actor
+    pool (ray-project/ray#53727: actor constructor arguments in the object store); the demo shows only fatal ones.
+    Local runs turn Ray 2.60's token auth off."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    quiet_ray()
     import ray
     from ray import serve
 
@@ -78,13 +90,20 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     workdir = Path(args.workdir).resolve()
-    pool_dir = workdir / "embeddings" / f"fashion-mnist-train-{args.pool_size}"
+    # The default pool is the embed job's default output, so `serve run serve_configs/local.yaml` serves it afterwards.
+    default_pool = args.pool_size == DEFAULT_POOL_SIZE
+    pool_name = "fashion-mnist-train" if default_pool else f"fashion-mnist-train-{args.pool_size}"
+    pool_dir = workdir / "embeddings" / pool_name
     test_dir = workdir / "embeddings" / f"fashion-mnist-test-{args.test_size}"
     db_dir = workdir / "demo"
     shutil.rmtree(db_dir, ignore_errors=True)  # each demo starts with no labels
     db_dir.mkdir(parents=True)
 
-    ray.init(include_dashboard=False)
+    # its own Ray (never a cluster left running here), with Ray's own INFO chatter and worker logs kept out of the
+    # demo's lines
+    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    for name in ("ray.data", "ray.serve"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     embed("train", args.pool_size, pool_dir)
     embed("test", args.test_size, test_dir)
     embedded = time.perf_counter()
@@ -122,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         status = client.status()
 
-    serve.shutdown()
-    ray.shutdown()
+    ray.shutdown()  # takes Serve down with it (serve.shutdown() first makes Ray log its controller's forced exit)
     total = time.perf_counter() - started
     print(
         f"[done] {len(rows)} rounds, {status['labeled']} labels, accuracy {rows[0][2]:.3f} -> {rows[-1][2]:.3f}; "

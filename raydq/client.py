@@ -102,14 +102,7 @@ class RaydqClient:
         return response.content, response.headers.get("content-type", "application/octet-stream")
 
     def capabilities(self) -> Capabilities:
-        schema = self._call("GET", "/openapi.json")
-        paths = schema.get("paths", {})
-        label_fields = schema.get("components", {}).get("schemas", {}).get("LabelIn", {}).get("properties", {})
-        return Capabilities(
-            skip="skip" in label_fields,
-            renew="/renew_batch" in paths,
-            item_image=any(p.startswith("/items/") and p.endswith("/image") for p in paths),
-        )
+        return capabilities_of(self._call("GET", "/openapi.json"))
 
     def wait_until_ready(self, timeout: float = 120.0) -> None:
         """Poll /healthz until the service answers (Serve replicas take a while to start)."""
@@ -122,6 +115,31 @@ class RaydqClient:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
+
+
+def capabilities_of(schema: dict[str, Any]) -> Capabilities:
+    """What a service can do, read from its OpenAPI schema (older services lack skips, renewals, images)."""
+    paths = schema.get("paths", {})
+    return Capabilities(
+        skip="skip" in _answer_fields(schema),
+        renew="/renew_batch" in paths,
+        item_image=any(p.startswith("/items/") and p.endswith("/image") for p in paths),
+    )
+
+
+def _answer_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    """The properties of one answer in ``update_labels``'s body, followed through the schema's references (so a
+    renamed model on the service side does not hide a capability)."""
+    components = schema.get("components", {}).get("schemas", {})
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        ref = node.get("$ref", "")
+        return components.get(ref.rsplit("/", 1)[-1], {}) if ref else node
+
+    body = schema.get("paths", {}).get("/update_labels", {}).get("post", {}).get("requestBody", {})
+    request = resolve(body.get("content", {}).get("application/json", {}).get("schema", {}))
+    labels = request.get("properties", {}).get("labels", {})
+    return resolve(labels.get("items", {})).get("properties", {})
 
 
 def item_image_path(item_id: str) -> str:

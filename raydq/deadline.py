@@ -8,6 +8,7 @@ means the same thing in the driver and in every shard actor it is shipped to (it
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -39,3 +40,30 @@ def check(deadline: Deadline | None) -> None:
     """``deadline.check()`` when there is one: the form every chunk loop uses."""
     if deadline is not None:
         deadline.check()
+
+
+class CancellableDeadline(Deadline):
+    """A ``Deadline`` that can also be cancelled early from another thread (the client went away).
+
+    Only the driver's own loops see the cancellation: shipped to a shard actor it pickles as a plain ``Deadline``,
+    so the actor stops at the time limit at the latest.
+    """
+
+    def __init__(self, at: float) -> None:
+        super().__init__(at)
+        object.__setattr__(self, "_cancelled", threading.Event())
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def check(self) -> None:
+        if self._cancelled.is_set():
+            raise DeadlineExceeded("cancelled")
+        super().check()
+
+    def __reduce__(self):
+        return (Deadline, (self.at,))

@@ -15,6 +15,37 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 
+NODES = 3
+
+
+@pytest.fixture(scope="module")
+def three_nodes():
+    """``ray.cluster_utils.Cluster`` with three nodes of 2 logical CPUs each. A session's single-node Ray (the
+    ``ray_cluster`` fixture) is shut down for the module and started again afterwards, with the same settings."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    had_local = ray.is_initialized()
+    if had_local:
+        ray.shutdown()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "include_dashboard": False, "resources": {"node0": 1}},
+    )
+    try:
+        for k in range(1, NODES):
+            cluster.add_node(num_cpus=2, resources={f"node{k}": 1})
+        ray.init(address=cluster.address, log_to_driver=False)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        if had_local:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray instance with 2 CPUs, shared by every test that needs Ray; shut down at the end."""

@@ -19,6 +19,7 @@ import pytest
 from raydq.embed import EmbedConfig, run_embed
 from raydq.pool.store import load_pool, read_manifest
 from tests.embed.images import encode, good_images, rgb, write_folder
+from tests.netns import pids_naming
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -79,17 +80,6 @@ def _wait_for_dashboard(url: str, head: subprocess.Popen, timeout: float = 180) 
     raise TimeoutError(f"no Ray dashboard at {url} after {timeout} s")
 
 
-def _pids_naming(text: str) -> list[int]:
-    """Processes whose command line contains ``text`` (read from /proc: psutil is not a dependency)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-    return pids
-
-
 def _stop_head(head: subprocess.Popen, temp_dir: str) -> None:
     """Stop only this head: its process group (``ray start --block`` and what it spawned), then any process still
     naming this head's private temp dir. Never ``ray stop``: it stops every Ray on the machine."""
@@ -101,7 +91,7 @@ def _stop_head(head: subprocess.Popen, temp_dir: str) -> None:
             break
     with contextlib.suppress(ProcessLookupError):
         os.killpg(head.pid, signal.SIGKILL)  # children may outlive the leader
-    for pid in _pids_naming(temp_dir):
+    for pid in pids_naming(temp_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

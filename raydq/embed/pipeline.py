@@ -190,6 +190,18 @@ def _embed_stage(ds, config: EmbedConfig, layout: ActorLayout):
         )
 
 
+class _DropProgressNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Progress bars disabled" not in record.getMessage()
+
+
+def _quiet_progress_notice() -> None:
+    """Ray Data warns that its progress bars are off; they are off because the job shows its own bar."""
+    progress = logging.getLogger("ray.data._internal.progress")
+    if not any(isinstance(f, _DropProgressNotice) for f in progress.filters):
+        progress.addFilter(_DropProgressNotice())
+
+
 def _first_sightings(ids: np.ndarray, ok: np.ndarray, seen: set[str]):
     """True for each id not seen before (in the store or earlier in this run); good ids are marked as seen."""
     for item_id, good in zip(ids, ok, strict=True):
@@ -223,6 +235,7 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     saved = ctx.enable_progress_bars, ctx.print_on_execution_start
     ctx.enable_progress_bars = False  # our own bar counts written rows; Ray's would interleave with it
     ctx.print_on_execution_start = False
+    _quiet_progress_notice()
 
     spec, dim, pcfg = describe_encoder(config.model)  # the driver records the model; the actors run it
     nodes = [n for n in ray.nodes() if n.get("Alive")]

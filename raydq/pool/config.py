@@ -31,7 +31,7 @@ class PoolConfig(BaseModel):
     threads_per_shard: int | None = Field(
         None,
         ge=1,
-        description="row threads of a shard's kernels (default: an actor's CPUs rounded up; in-process: every core)",
+        description="row threads of a shard's kernels (default: an actor's CPU allotment, else every core)",
     )
     ready_timeout_s: float = Field(
         60.0, gt=0, description="how long a request waits for a restarting shard before PoolUnavailable"
@@ -55,6 +55,3 @@ class PoolConfig(BaseModel):
         if self.rows_per_shard is not None:
             return self.rows_per_shard
         return max(1, math.ceil(n_rows / (self.shards or 1)))
-
-    def shard_threads(self) -> int:
-        return self.threads_per_shard or max(1, math.ceil(self.num_cpus))

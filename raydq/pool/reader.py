@@ -14,10 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raydq.estimator import MISSING_LABEL
 from raydq.pool.fs import StorageOptions, filesystem_for
 from raydq.pool.listing import StoreListing
 
-MISSING_LABEL = -1
 DTYPES = {"float16": np.float16, "float32": np.float32}
 
 

@@ -325,7 +325,7 @@ class ShardedPool:
     def _specs(self, listing: StoreListing, first: int, shard_rows: int, dim: int) -> list[SliceSpec]:
         """Slices of ``shard_rows`` rows from global row ``first`` to the end of ``listing`` (the last one shorter)."""
         n, cfg = listing.n_rows, self.config
-        threads = cfg.shard_threads() if cfg.use_actors else cfg.threads_per_shard  # in-process: every core
+        threads = cfg.threads_per_shard  # None: the kernels use cpu_budget(), an actor's CPU allotment
         return [
             slice_spec(listing, a, min(a + shard_rows, n), dim=dim, dtype=cfg.dtype,
                        storage_options=cfg.storage_options, n_threads=threads)

@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from raydq.estimator import MISSING_LABEL as MISSING_LABEL
 from raydq.pool.fs import StorageOptions, filesystem_for, join, read_bytes, write_bytes_atomic
 from raydq.pool.listing import list_store
-from raydq.pool.reader import MISSING_LABEL as MISSING_LABEL
 from raydq.pool.reader import read_rows, store_dim
 
 MANIFEST_NAME = "manifest.json"

@@ -14,7 +14,31 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from raydq.pool import PoolConfig
+
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+class OptionPolicy(BaseModel):
+    """What the operator allows requests to do with one strategy's options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    forbid: list[str] = Field(default_factory=list, description="options a request may not set")
+    bounds: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="tighter bounds, e.g. {n_init: {le: 3}}; keys ge, le"
+    )
+    allow_override: list[str] = Field(
+        default_factory=list, description="strategy_params a request may override (none by default)"
+    )
+
+    @field_validator("bounds")
+    @classmethod
+    def _bound_keys(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for name, bound in v.items():
+            if not bound or set(bound) - {"ge", "le"}:
+                raise ValueError(f"bounds.{name}: give ge and/or le")
+        return v
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -54,8 +78,8 @@ class ServeArgs(BaseModel):
         default_factory=dict, description="constructor parameters per strategy name"
     )
     head_params: dict[str, Any] = Field(default_factory=dict, description="LinearHead parameters (not n_classes)")
-    lease_seconds: float = Field(default=1800.0, gt=0, description="default lease of a selected batch")
-    max_lease_seconds: float = Field(default=7 * 86400.0, gt=0)
+    lease_seconds: float = Field(default=1800.0, ge=1, description="default lease of a selected batch")
+    max_lease_seconds: float = Field(default=7 * 86400.0, ge=1)
     max_batch_size: int = Field(default=1000, ge=1)
     max_labels_per_request: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
@@ -63,10 +87,32 @@ class ServeArgs(BaseModel):
     api_token_file: str | None = Field(default=None, description="file holding the bearer token (a mounted secret)")
     seed: int | None = Field(default=0, description="seeds selection and training; None for fresh randomness")
     retrain_delay_s: float = Field(default=0.5, ge=0, description="wait this long after a label change to coalesce")
+    min_train_accuracy: float = Field(
+        default=0.5, ge=0, le=1, description="a head below this accuracy on its own training set is not served"
+    )
+    select_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="a selection past this budget stops and the client gets 504"
+    )
+    max_queued_selections: int = Field(
+        default=64, ge=1, le=10_000, description="selections waiting beyond this many get 503 with Retry-After"
+    )
+    option_policy: dict[str, OptionPolicy] = Field(
+        default_factory=dict,
+        description="per strategy: options requests may not set, tighter bounds, operator settings they may override",
+    )
+    skip_excludes: bool = Field(default=True, description="items answered with skip are never selected again")
+    allow_anonymous: bool = Field(
+        default=False, description="serve without any token on a non-loopback address (otherwise refused)"
+    )
+    lease_purge_interval_s: float = Field(default=300.0, gt=0, description="how often expired leases are deleted")
+    pool: PoolConfig = Field(
+        default_factory=lambda: PoolConfig(num_cpus=0.5),
+        description="how the pool is split over shard actors (default: one float16 shard actor)",
+    )
     api_replicas: int = Field(default=1, ge=1)
     api_num_cpus: float = Field(default=0.1, ge=0)
-    selector_num_cpus: float = Field(default=0.5, ge=0)
-    trainer_num_cpus: float = Field(default=0.5, ge=0)
+    selector_num_cpus: float = Field(default=0.25, ge=0)
+    trainer_num_cpus: float = Field(default=0.25, ge=0)
 
     @field_validator("classes")
     @classmethod

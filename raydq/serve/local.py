@@ -44,9 +44,14 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from raydq.serve.service import create_local_app
+    from raydq.serve.builder import startup_problem
+    from raydq.serve.inprocess import create_inprocess_app
 
-    app = create_local_app(load_args(config=ns.config, args_json=ns.args_json))
+    args = load_args(config=ns.config, args_json=ns.args_json)
+    if message := startup_problem(args):
+        print(message, file=sys.stderr)
+        raise SystemExit(2)
+    app = create_inprocess_app(args, host=ns.host)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((ns.host, ns.port))

@@ -1,7 +1,8 @@
 """Prometheus metrics through ``ray.util.metrics`` (exported by Ray's metrics agent), or nothing outside Ray.
 
-The endpoint tag only takes the service's own paths (anything else is ``other``), so a scanner cannot blow up the
-number of time series.
+Every tag takes values from a fixed set: the endpoint is one of the service's own route templates (``/items/{id}``,
+not the id; anything else is ``other``), the method one of a handful (anything else is ``OTHER``) and the status an
+HTTP status code, so a scanner cannot blow up the number of time series.
 """
 
 from __future__ import annotations
@@ -9,13 +10,43 @@ from __future__ import annotations
 import sys
 
 ENDPOINTS = frozenset(
-    {"/select_batch", "/update_labels", "/release_batch", "/status", "/healthz", "/model", "/docs", "/openapi.json"}
+    {
+        "/select_batch",
+        "/update_labels",
+        "/release_batch",
+        "/renew_batch",
+        "/batches",
+        "/labels",
+        "/strategies",
+        "/status",
+        "/healthz",
+        "/readyz",
+        "/model",
+        "/label",
+        "/docs",
+        "/openapi.json",
+    }
 )
+PREFIX_ENDPOINTS = (("/items/", "/items/{id}"), ("/admin/", "/admin/*"), ("/static/", "/static/*"))
+METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
 _LATENCY_BOUNDARIES = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 
 def endpoint_tag(path: str) -> str:
-    return path if path in ENDPOINTS else "other"
+    if path in ENDPOINTS:
+        return path
+    for prefix, tag in PREFIX_ENDPOINTS:
+        if path.startswith(prefix):
+            return tag + ("/image" if tag == "/items/{id}" and path.endswith("/image") else "")
+    return "other"
+
+
+def method_tag(method: str) -> str:
+    return method if method in METHODS else "OTHER"
+
+
+def status_tag(status: int) -> str:
+    return str(status) if 100 <= status < 600 else "other"
 
 
 class ServiceMetrics:
@@ -47,8 +78,8 @@ class ServiceMetrics:
     def request(self, *, path: str, method: str, status: int, seconds: float) -> None:
         if not self.enabled:
             return
-        endpoint = endpoint_tag(path)
-        self._requests.inc(1, tags={"endpoint": endpoint, "method": method, "status": str(status)})
+        endpoint, method = endpoint_tag(path), method_tag(method)
+        self._requests.inc(1, tags={"endpoint": endpoint, "method": method, "status": status_tag(status)})
         self._latency.observe(seconds, tags={"endpoint": endpoint, "method": method})
 
     def labels_stored(self, *, created: int, updated: int) -> None:

@@ -114,7 +114,7 @@ def test_label_a_batch_with_the_keyboard(browser, server, tmp_path):
 
     store = LabelStore(f"sqlite:///{database}")
     try:
-        _, stored = store.current_labels()
+        stored = store.training_snapshot().labels
         assert stored == expected  # exactly the labels typed: none lost, none extra, the skipped one absent
         assert all(len(store.history(i)) == 1 for i in expected)  # one event each: the undone mistake never left
         assert ids[5] not in store.leased_ids()  # the skipped item went back to the pool

@@ -137,7 +137,7 @@ class Annotator:
 def stored_labels(database: Path) -> tuple[dict[str, str], dict[str, int], dict[str, str | None]]:
     store = LabelStore(f"sqlite:///{database}")
     try:
-        _, labels = store.current_labels()
+        labels = store.training_snapshot().labels
         events = {i: len(store.history(i)) for i in labels}
         who = {i: store.get_label(i).annotator for i in labels}
     finally:

@@ -1,41 +1,8 @@
-"""Fixtures of the pool tests: a three-node Ray cluster on this machine, and synthetic stores."""
+"""Fixtures of the pool tests: a local S3-compatible server (the three-node cluster is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-
-NODES = 3
-
-
-@pytest.fixture(scope="module")
-def three_nodes():
-    """``ray.cluster_utils.Cluster`` with three nodes of 2 logical CPUs each. A session's single-node Ray (the
-    ``ray_cluster`` fixture) is shut down for the module and started again afterwards, with the same settings."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    had_local = ray.is_initialized()
-    if had_local:
-        ray.shutdown()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 2, "include_dashboard": False, "resources": {"node0": 1}},
-    )
-    try:
-        for k in range(1, NODES):
-            cluster.add_node(num_cpus=2, resources={f"node{k}": 1})
-        ray.init(address=cluster.address, log_to_driver=False)
-        cluster.wait_for_nodes()
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        if had_local:
-            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-
 
 S3_BUCKET = "raydq-test"
 

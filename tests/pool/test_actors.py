@@ -16,8 +16,8 @@ from raydq.deadline import Deadline, DeadlineExceeded
 from raydq.head import LinearHead
 from raydq.pool import PoolConfig, PoolUnavailable, ShardedPool, StoreChange
 from raydq.strategies.dropquery import DropQuery
+from tests.conftest import NODES
 from tests.pool import shard_fns
-from tests.pool.conftest import NODES
 from tests.pool.expected import concat, merge_top, one_shard
 from tests.pool.stores import write_rows
 

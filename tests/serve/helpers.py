@@ -82,3 +82,22 @@ def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.1, what: s
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+def open_selection(args):
+    """A ``SelectionService`` on ``args`` with its pool in this process (what a Selector replica holds)."""
+    from raydq.labels import LabelStore
+    from raydq.serve.builder import open_pool
+    from raydq.serve.selection import SelectionService
+
+    return SelectionService(args, store=LabelStore(args.database_url), pool=open_pool(args, use_actors=False))
+
+
+def select_now(service, req, *, caller=None):
+    """One selection, synchronously, as an anonymous admin unless ``caller`` is given."""
+    import asyncio
+
+    from raydq.serve.identity import ANONYMOUS_ADMIN
+    from raydq.serve.snapshots import HeadSnapshot
+
+    return asyncio.run(service.select_batch(req, HeadSnapshot(), caller=caller or ANONYMOUS_ADMIN))

@@ -16,10 +16,10 @@ import sys
 def serve_forever(args_json: str, write_fd: int) -> None:
     import uvicorn
 
+    from raydq.serve.inprocess import create_inprocess_app
     from raydq.serve.local import load_args
-    from raydq.serve.service import create_local_app
 
-    app = create_local_app(load_args(config=None, args_json=args_json))
+    app = create_inprocess_app(load_args(config=None, args_json=args_json))
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -32,9 +32,6 @@ def main() -> None:
     args_json = sys.argv[1]
     import uvicorn  # noqa: F401  (the imports are the point of the zygote)
 
-    import raydq.serve.api
-    import raydq.serve.local
-    import raydq.serve.service  # noqa: F401
 
     for line in sys.stdin:
         while True:  # reap servers the test has killed

@@ -7,6 +7,7 @@ training failures, lease expiry, restarts.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,9 +15,9 @@ from fastapi.testclient import TestClient
 
 from raydq.labels import LabelStore
 from raydq.pool.store import load_pool
-from raydq.serve.service import create_local_app
+from raydq.serve.inprocess import create_inprocess_app
 from tests.serve.cases import check_malformed_requests, state_of
-from tests.serve.helpers import CLASSES, N_ITEMS, wait_for
+from tests.serve.helpers import CLASSES, N_ITEMS, open_selection, select_now, wait_for
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def wait_version(client, version: int, timeout: float = 60) -> dict:
 def test_select_label_retrain_and_model(make_args, db_url, pool):
     """The whole loop, on SQLite and PostgreSQL: cold start, labels, a trained head, selection with it."""
     args = make_args(db_url)
-    with TestClient(create_local_app(args)) as c:
+    with TestClient(create_inprocess_app(args)) as c:
         first = c.post("/select_batch", json={"batch_size": 12})
         assert first.status_code == 200, first.text
         body = first.json()
@@ -82,7 +83,7 @@ def test_select_label_retrain_and_model(make_args, db_url, pool):
 def test_malformed_requests_change_nothing(make_args, tmp_path, pool):
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}", max_batch_size=N_ITEMS * 2)
     ids = [str(i) for i in pool.ids]
-    with TestClient(create_local_app(args)) as c:
+    with TestClient(create_inprocess_app(args)) as c:
         c.post("/update_labels", json={"labels": true_labels(pool, ids[-2:])})
         c.post("/select_batch", json={"batch_size": 3})
         check_malformed_requests(c, args, ids)
@@ -90,7 +91,7 @@ def test_malformed_requests_change_nothing(make_args, tmp_path, pool):
 
 def test_leases_release_and_expiry(make_args, tmp_path):
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}", max_batch_size=N_ITEMS)
-    with TestClient(create_local_app(args)) as c:
+    with TestClient(create_inprocess_app(args)) as c:
         a = c.post("/select_batch", json={"batch_size": 100}).json()
         b = c.post("/select_batch", json={"batch_size": 100, "lease_seconds": 1}).json()
         a_ids, b_ids = {x["id"] for x in a["items"]}, {x["id"] for x in b["items"]}
@@ -106,42 +107,46 @@ def test_leases_release_and_expiry(make_args, tmp_path):
         assert len(everything["items"]) == N_ITEMS  # released and expired items are selectable again
 
 
-def test_failed_training_keeps_last_good_head(make_args, tmp_path, pool):
+def test_failed_training_keeps_last_good_head_and_retries_with_backoff(make_args, tmp_path, pool):
+    """A fit that fails keeps the last good head in service, says why, and is retried with backoff without
+    waiting for another label; once training works again the retry serves a new head."""
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}")
     ids = [str(i) for i in pool.ids]
-    app = create_local_app(args)
+    app = create_inprocess_app(args)
+    trainer = app.state.parts.trainer
     with TestClient(app) as c:
         c.post("/update_labels", json={"labels": true_labels(pool, ids[:10])})
-        wait_version(c, 1)
-        good = c.get("/model").json()
-        app.state.backend.trainer.head_params = {"lr": -1.0}  # every further training fails
+        good = wait_version(c, 1)["model_version"]
+        model = c.get("/model").json()
+        working = trainer.policy
+        trainer.policy = replace(working, head_params={"lr": -1.0}, retry_min_s=0.05, retry_max_s=0.2)
         c.post("/update_labels", json={"labels": true_labels(pool, ids[10:20])})
         status = wait_for(
-            lambda: (
-                (s := c.get("/status").json())["training"]["failures"] >= 1 and s["training"]["state"] == "idle" and s
-            ),
-            what="a failed training",
+            lambda: (s := c.get("/status").json())["training"]["failures"] >= 3 and s, what="failed trainings"
         )
-        assert status["model_version"] == 1 and "lr" in status["training"]["last_error"]
-        assert c.get("/model").json() == good
+        assert status["model_version"] == good and "lr" in status["training"]["last_error"]
+        assert status["training"]["state"] in ("backoff", "training", "scheduled")  # still retrying on its own
+        assert c.get("/model").json() == model
         sel = c.post("/select_batch", json={"batch_size": 4}).json()
-        assert sel["model_version"] == 1 and sel["strategy"] == args.default_strategy
-        app.state.backend.trainer.head_params = {"max_epochs": 60}  # training recovers with the next change
-        c.post("/update_labels", json={"labels": true_labels(pool, ids[20:22])})
-        status = wait_version(c, 2)
-        assert status["training"]["last_error"] is None and status["training"]["n_labels"] == 22
+        assert sel["model_version"] == good and sel["strategy"] == args.default_strategy
+        trainer.policy = replace(working, retry_min_s=0.05, retry_max_s=0.2)  # no new label: the retry recovers
+        status = wait_for(
+            lambda: (s := c.get("/status").json())["training"]["state"] == "idle" and s["model_version"] > good and s,
+            what="a retried training",
+        )
+        assert status["training"]["last_error"] is None and status["training"]["n_labels"] == 20
 
 
 def test_restart_rebuilds_state_from_the_stores(make_args, db_url, pool):
     args = make_args(db_url)
     ids = [str(i) for i in pool.ids]
-    with TestClient(create_local_app(args)) as c:
+    with TestClient(create_inprocess_app(args)) as c:
         c.post("/update_labels", json={"labels": true_labels(pool, ids[:15])})
         wait_version(c, 1)
         leased = {x["id"] for x in c.post("/select_batch", json={"batch_size": 20}).json()["items"]}
         before = c.get("/status").json()
         model = c.get("/model").json()
-    with TestClient(create_local_app(args)) as c:  # a new process would see exactly this
+    with TestClient(create_inprocess_app(args)) as c:  # a new process would see exactly this
         after = c.get("/status").json()
         for key in ("labeled", "leased", "revision", "model_version", "unlabeled_available"):
             assert after[key] == before[key], key
@@ -155,7 +160,7 @@ def test_token_required_and_nothing_written(make_args, tmp_path, pool):
     token_file.write_text("s3cret-token\n")
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}", api_token_file=str(token_file))
     ids = [str(i) for i in pool.ids]
-    with TestClient(create_local_app(args)) as c:
+    with TestClient(create_inprocess_app(args)) as c:
         store = LabelStore(args.database_url)
         before = state_of(store)
         for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "s3cret-token"}):
@@ -180,23 +185,22 @@ def test_label_mirror_follows_relabels_and_foreign_classes(make_args, tmp_path, 
     class that is not configured (an old class list) keeps the item out of selection and training."""
     from raydq.labels import ANONYMOUS, LabelIn
     from raydq.serve.schemas import SelectBatchRequest
-    from raydq.serve.selector import SelectorCore
 
     args = make_args(f"sqlite:///{tmp_path / 'l.db'}", max_batch_size=N_ITEMS)
-    core = SelectorCore(args)
+    core = open_selection(args)
     ids = [str(i) for i in pool.ids]
     core.store.apply_labels(
         [LabelIn(id=ids[0], label=CLASSES[0]), LabelIn(id=ids[1], label=CLASSES[1])], caller=ANONYMOUS
     )
-    assert core.training_set().y.tolist() == [0, 1]
+    assert core.training_set_sync().y.tolist() == [0, 1]
     core.store.apply_labels(
         [LabelIn(id=ids[1], label=CLASSES[2]), LabelIn(id=ids[2], label="retired-class")], caller=ANONYMOUS
     )
-    data = core.training_set()
+    data = core.training_set_sync()
     assert data.y.tolist() == [0, 2] and data.revision == core.store.revision()
-    counts = core.counts()
+    counts = core.counts_sync()
     assert counts["labeled"] == 3 and counts["unlabeled_available"] == N_ITEMS - 3
-    chosen = core.select_batch(SelectBatchRequest(batch_size=N_ITEMS - 3, strategy="random"))
+    chosen = select_now(core, SelectBatchRequest(batch_size=N_ITEMS - 3, strategy="random"))
     assert not {x.id for x in chosen.items} & set(ids[:3])
     core.store.close()
 
@@ -207,17 +211,16 @@ def test_two_selector_replicas_never_lease_the_same_item(make_args, db_url):
     import threading
 
     from raydq.serve.schemas import SelectBatchRequest
-    from raydq.serve.selector import SelectorCore
 
     args = make_args(db_url, max_batch_size=N_ITEMS)
-    cores = [SelectorCore(args), SelectorCore(args)]
+    cores = [open_selection(args), open_selection(args)]
     got: list[list[str]] = []
     barrier = threading.Barrier(len(cores))
 
     def run(core) -> None:
         for _ in range(3):
             barrier.wait()
-            batch = core.select_batch(SelectBatchRequest(batch_size=20, strategy="random"))
+            batch = select_now(core, SelectBatchRequest(batch_size=20, strategy="random"))
             got.append([x.id for x in batch.items])
 
     threads = [threading.Thread(target=run, args=(c,)) for c in cores]

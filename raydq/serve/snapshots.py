@@ -1,4 +1,4 @@
-"""What travels between the trainer and the selector: a head snapshot and a training set (plain data, picklable)."""
+"""Plain data that travels between the deployments: a head snapshot, a training set, an item reference."""
 
 from __future__ import annotations
 
@@ -32,3 +32,12 @@ class TrainingSet:
 
     def __len__(self) -> int:
         return len(self.y)
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """Where an id lives in the pool: its row and its source locator."""
+
+    id: str
+    row: int
+    uri: str | None
