@@ -3,8 +3,12 @@
 The paper's protocol: round 0 labels ``--initial-budget`` rows (default: the number of classes) chosen by a cold
 start, then ``--rounds`` rounds of ``--per-round`` rows (default: the number of classes) chosen by a query strategy;
 after every round a fresh head is trained and scored on the test store. Strategies are ``cold>query`` pairs, e.g.
-``centroid>dropquery,random>random``. Writes ``<output>/results.csv`` (strategy, seed, round, labeled,
-test_accuracy, query_seconds), ``<output>/accuracy.png`` (mean ± std over seeds) and prints the summary table.
+``centroid>dropquery,random>random``; either side may set constructor options,
+``centroid[n_init=5;kmeans_niter=100]``. ``--imbalance R`` first subsamples the pool, per seed, to a long-tailed
+class profile whose largest class has R times the rows of its smallest (``raydq.sim.imbalance``); the test store
+stays as it is. Writes ``<output>/results.csv`` (strategy, seed, round, labeled, test_accuracy, query_seconds,
+balanced_accuracy, macro_f1, classes_labeled), ``<output>/accuracy.png`` (mean ± std over seeds) and prints the
+summary table (mean accuracy, balanced accuracy, macro-F1, the round by which every class has a label).
 Resumable: runs (strategy, seed) already complete in the CSV are skipped.
 """
 
@@ -33,6 +37,7 @@ class SimulateConfig:
     initial_budget: int | None = None
     per_round: int | None = None
     n_classes: int | None = None
+    imbalance: float | None = None
     progress: bool = True
     head_params: dict = field(default_factory=dict)
 
@@ -49,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-round", type=int, default=None, help="labels per query round (default: number of classes)")
     p.add_argument("--n-classes", type=int, default=None, help="default: from the manifest, else max label + 1")
     p.add_argument("--max-epochs", type=int, default=None, help="override the head's max_epochs")
+    p.add_argument(
+        "--imbalance",
+        type=float,
+        default=None,
+        help="subsample the pool (per seed) to a long-tailed profile, largest class R times the smallest "
+        "(use a separate --output per R: the CSV does not record it)",
+    )
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     return p
 
@@ -71,6 +83,8 @@ def parse_config(argv: list[str] | None = None) -> SimulateConfig:
     ):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be positive, got {value}")
+    if args.imbalance is not None and not args.imbalance >= 1:
+        raise ValueError(f"--imbalance must be >= 1, got {args.imbalance}")
     head_params = {"max_epochs": args.max_epochs} if args.max_epochs else {}
     return SimulateConfig(
         pool=args.pool,
@@ -82,6 +96,7 @@ def parse_config(argv: list[str] | None = None) -> SimulateConfig:
         initial_budget=args.initial_budget,
         per_round=args.per_round,
         n_classes=args.n_classes,
+        imbalance=args.imbalance,
         progress=args.progress,
         head_params=head_params,
     )
@@ -96,7 +111,19 @@ def _labeled_store(directory: Path, what: str):
     return pool
 
 
+def pool_rows(labels, imbalance: float | None, seed: int):
+    """The pool rows a run with ``seed`` selects from: None for all of them, else its seeded long-tailed subset."""
+    import numpy as np
+
+    from raydq.sim.imbalance import long_tail_subset
+
+    if imbalance is None:
+        return None
+    return long_tail_subset(labels, imbalance, random_state=np.random.default_rng([seed, 0x1B]))
+
+
 def main(config: SimulateConfig) -> list[dict]:
+    import numpy as np
     from tqdm import tqdm
 
     from raydq.cluster import kmeans_backend_name
@@ -128,15 +155,21 @@ def main(config: SimulateConfig) -> list[dict]:
         f"{len(todo)} of {len(pairs) * len(config.seeds)} runs to do",
         file=sys.stderr,
     )
+    subsets = {seed: pool_rows(pool.labels, config.imbalance, seed) for seed in config.seeds}
+    for seed, rows in subsets.items():
+        if rows is not None:
+            counts = np.bincount(pool.labels[rows], minlength=n_classes).tolist()
+            print(f"seed {seed}: imbalance {config.imbalance:g}, pool rows per class {counts}", file=sys.stderr)
     bar = tqdm(total=len(todo) * (config.rounds + 1), disable=not config.progress, unit="round")
     for pair, seed in todo:
         bar.set_description(f"{pair} seed {seed}")
         rows = []
+        subset = subsets[seed]
         for row in run_one(
             pair,
             seed,
-            X=pool.X,
-            y_true=pool.labels,
+            X=pool.X if subset is None else pool.X[subset],
+            y_true=pool.labels if subset is None else pool.labels[subset],
             X_test=test.X,
             y_test=test.labels,
             n_classes=n_classes,
@@ -153,8 +186,9 @@ def main(config: SimulateConfig) -> list[dict]:
     results = read_results(csv_path)
     wanted = {str(p) for p in pairs}
     results = [r for r in results if r.strategy in wanted and r.seed in config.seeds]
-    table = summarise(results)
-    plot_results(results, config.output / "accuracy.png")
+    table = summarise(results, n_classes)
+    pool_kind = "balanced pool" if config.imbalance is None else f"long-tailed pool, imbalance {config.imbalance:g}"
+    plot_results(results, config.output / "accuracy.png", title=f"{config.pool.name}: {pool_kind}")
     print(format_table(table))
     print(f"results: {csv_path}  plot: {config.output / 'accuracy.png'}")
     return table

@@ -120,9 +120,62 @@ def test_bad_strategy_specs(spec, message):
         StrategyPair.parse(spec)
 
 
+def test_strategy_options_reach_the_constructors():
+    pair = StrategyPair.parse("centroid[n_init=2; kmeans_niter=5]>dropquery[kmeans_niter=10;relax=false]")
+    cold, query = pair.build(np.random.default_rng(0))
+    assert (cold.n_init, cold.kmeans_niter) == (2, 5)
+    assert (query.kmeans_niter, query.relax, query.dropout) == (10, False, 0.75)
+    assert str(pair) == "centroid[n_init=2; kmeans_niter=5]>dropquery[kmeans_niter=10;relax=false]"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("centroid[nope=1]>dropquery", "not option=value"),
+        ("centroid[n_init]>dropquery", "not option=value"),
+        ("centroid[random_state=3]>dropquery", "not option=value"),
+        ("centroid[n_init=2>dropquery", "must look like"),
+    ],
+)
+def test_bad_strategy_options_are_refused(spec, message):
+    with pytest.raises(ValueError, match=message):
+        StrategyPair.parse(spec)
+
+
 def test_bad_arguments_name_the_flag(stores, tmp_path):
     job = _load_job()
     with pytest.raises(ValueError, match="--seeds"):
         job.parse_config(["--pool", "p", "--test", "t", "--seeds", "a,b"])
     with pytest.raises(ValueError, match="--per-round"):
         job.parse_config(["--pool", "p", "--test", "t", "--per-round", "0"])
+    with pytest.raises(ValueError, match="--imbalance"):
+        job.parse_config(["--pool", "p", "--test", "t", "--imbalance", "0.5"])
+
+
+def test_imbalanced_simulation_records_class_metrics(stores, tmp_path, capsys):
+    from raydq.pool import load_pool
+
+    job = _load_job()
+    out = tmp_path / "run"
+    argv = [*_argv(*stores, out, strategies="random,centroid>margin"), "--imbalance", "5"]
+    table = job.main(job.parse_config(argv))
+    rows = read_results(out / "results.csv")
+    labels = load_pool(stores[0]).labels
+    for seed in (1, 2):
+        subset = job.pool_rows(labels, 5.0, seed)
+        counts = np.sort(np.bincount(labels[subset]))
+        assert counts[-1] / counts[0] == pytest.approx(5.0, rel=0.1)
+        for strategy in ("random>random", "centroid>margin"):
+            seen = [
+                r.classes_labeled
+                for r in sorted(rows, key=lambda r: r.round)
+                if (r.seed, r.strategy) == (seed, strategy)
+            ]
+            assert len(seen) == 4 and seen[0] >= 1 and (np.diff(seen) >= 0).all() and seen[-1] <= 3
+    assert not np.array_equal(job.pool_rows(labels, 5.0, 1), job.pool_rows(labels, 5.0, 2))
+    assert all(0 <= r.balanced_accuracy <= 1 and 0 <= r.macro_f1 <= 1 for r in rows)
+    for t in table:
+        assert 0 <= t["balanced"] <= 1 and 0 <= t["macro_f1"] <= 1
+        assert 0 <= t["all_found"] <= 4 and 0 <= t["never_found"] <= t["seeds"]
+    printed = capsys.readouterr().out
+    assert "mean balanced accuracy" in printed and "every class by round" in printed

@@ -1,11 +1,12 @@
 """Selection strategies: one ``select`` over a sharded pool (and ``query`` over one array) per strategy (see
 ``base.QueryStrategy``).
 
-Cold starts (no head needed): random, centroid, typiclust, probcover. Queries: dropquery, entropy, margin,
-least_confidence, bald, powerbald, coreset, badge, typiclust, probcover, random.
+Cold starts (no head needed): random, centroid, typiclust, probcover. Queries: dropquery, balanced_dropquery (for
+long-tailed pools), entropy, margin, least_confidence, bald, powerbald, coreset, badge, typiclust, probcover, random.
 """
 
 from raydq.estimator import MISSING_LABEL, check_random_state
+from raydq.strategies.balanced_dropquery import BalancedDropQuery
 from raydq.strategies.base import QueryStrategy, StrategyOptions
 from raydq.strategies.centroid import CentroidQuery
 from raydq.strategies.diversity import BADGEQuery, CoresetQuery
@@ -21,6 +22,7 @@ STRATEGIES: dict[str, type[QueryStrategy]] = {
     "typiclust": TypiClustQuery,
     "probcover": ProbCoverQuery,
     "dropquery": DropQuery,
+    "balanced_dropquery": BalancedDropQuery,
     "entropy": EntropyQuery,
     "margin": MarginQuery,
     "least_confidence": LeastConfidenceQuery,
@@ -50,6 +52,7 @@ __all__ = [
     "ArrayShard",
     "BADGEQuery",
     "BALDQuery",
+    "BalancedDropQuery",
     "CentroidQuery",
     "CoresetQuery",
     "DropQuery",

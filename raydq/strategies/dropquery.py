@@ -51,6 +51,9 @@ CANDIDATE_WORK = 200_000
 #: Where a shard keeps its phase-1 counts, and how many times it computed them (tests and benchmarks read it).
 CACHE_COUNTS = "dropquery.phase1.counts"
 CACHE_RUNS = "dropquery.phase1.runs"
+#: Where a shard keeps phase 1's y* (the head's unperturbed argmax per row), under the same key as the counts: free to
+#: keep, and what strategies that share the batch out over predicted classes read (``shard_predictions``).
+CACHE_PREDICTED = "dropquery.phase1.predicted"
 
 _EMBED_CHUNK = 8192
 
@@ -85,7 +88,8 @@ def shard_counts(shard: ArrayShard, passes: DropoutPasses) -> tuple[np.ndarray, 
     if hit is not None and hit[0] == passes.key:
         return hit[1], True
     shard.cache.pop(CACHE_COUNTS, None)  # never two pools' worth of counts at once
-    _, counts = mismatch_counts(
+    shard.cache.pop(CACHE_PREDICTED, None)
+    y_star, counts = mismatch_counts(
         shard.X,
         passes.W,
         passes.b,
@@ -98,8 +102,21 @@ def shard_counts(shard: ArrayShard, passes: DropoutPasses) -> tuple[np.ndarray, 
         deadline=shard.deadline,
     )
     shard.cache[CACHE_COUNTS] = (passes.key, counts)
+    shard.cache[CACHE_PREDICTED] = (passes.key, y_star)
     shard.cache[CACHE_RUNS] = shard.cache.get(CACHE_RUNS, 0) + 1
     return counts, False
+
+
+def shard_predictions(shard: ArrayShard, passes: DropoutPasses) -> np.ndarray:
+    """y* of every row of the shard under ``passes``' head: phase 1's, from the cache when it holds them, else one
+    unperturbed pass (chunked on the same grid, deadline-checked)."""
+    hit = shard.cache.get(CACHE_PREDICTED)
+    if hit is not None and hit[0] == passes.key:
+        return hit[1]
+    y_star = np.empty(len(shard), dtype=np.int32)
+    for start, stop in shard.grid_chunks(passes.chunk_rows):
+        y_star[start:stop] = (shard.chunk(start, stop) @ passes.W + passes.b).argmax(axis=1)
+    return y_star
 
 
 def phase1_histogram(shard: ArrayShard, passes: DropoutPasses) -> tuple[np.ndarray, bool]:
@@ -315,14 +332,29 @@ class DropQuery(QueryStrategy):
             rows, Z = join(
                 shards.map(phase2_candidates, passes, t, head, keep_fraction=1.0, seed=sample_seed, deadline=deadline)
             )
-        km = fit_kmeans(
-            Z, batch_size, niter=options.kmeans_niter, tol=options.kmeans_tol, seed=kmeans_seed, deadline=deadline
+        info.update(random_fill=0, clustered=len(rows))
+        picked = self._choose(
+            shards, passes, rows, Z, options, batch_size=batch_size, seed=kmeans_seed, deadline=deadline, info=info
         )
-        picked = nearest_distinct_rows(Z, km.centroids, xp=array_module(), deadline=deadline)
-        info.update(
-            random_fill=0,
-            clustered=len(rows),
-            kmeans_iterations=km.iterations,
-            phase2_seconds=time.perf_counter() - t1,
-        )
+        info["phase2_seconds"] = time.perf_counter() - t1
         return Selection(rows[picked], info)
+
+    def _choose(
+        self,
+        shards: Any,
+        passes: DropoutPasses,
+        rows: np.ndarray,
+        Z: np.ndarray,
+        options: Any,
+        *,
+        batch_size: int,
+        seed: int,
+        deadline: Deadline | None,
+        info: dict[str, Any],
+    ) -> np.ndarray:
+        """Positions in ``rows`` (the gathered candidates, at least ``batch_size``, with their normalised embeddings
+        ``Z``) of the batch: the candidate nearest each of ``batch_size`` k-means centroids (step 5). The one step a
+        variant that shares the batch out differently overrides; it may add to ``info``."""
+        km = fit_kmeans(Z, batch_size, niter=options.kmeans_niter, tol=options.kmeans_tol, seed=seed, deadline=deadline)
+        info["kmeans_iterations"] = km.iterations
+        return nearest_distinct_rows(Z, km.centroids, xp=array_module(), deadline=deadline)

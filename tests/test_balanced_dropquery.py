@@ -1,0 +1,206 @@
+"""BalancedDropQuery: its query contract over shards, its option bounds, the quota arithmetic on known cases, and
+that the share of the batch given to quotas follows the pool's skew (DropQuery's batch on a balanced pool). The
+contract template in test_strategies.py and the bounds template in test_strategy_options.py run on it too."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from raydq.head import LinearHead
+from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS
+from raydq.strategies import MISSING_LABEL, BalancedDropQuery, DropQuery, LocalShardSet
+from raydq.strategies.balanced_dropquery import class_quotas, distribution_skew, quota_share
+from raydq.strategies.dropquery import CACHE_PREDICTED, DropoutPasses, shard_counts, shard_predictions
+from raydq.strategies.shards import LABELED, UNAVAILABLE, status_from_labels
+
+
+@pytest.mark.parametrize(
+    ("labeled", "capacity", "budget", "expected"),
+    [
+        ([0, 0, 0], [5, 5, 5], 6, [2, 2, 2]),  # equal labels: equal shares
+        ([6, 0, 3], [9, 9, 9], 6, [0, 5, 1]),  # the least-labeled class fills up to the next one first
+        ([0, 0, 0], [1, 0, 9], 5, [1, 0, 4]),  # capacity caps a class, the rest spills over
+        ([0, 4], [2, 1], 9, [2, 1]),  # fewer candidates than budget: every candidate
+        ([1, 1], [3, 7], 1, [0, 1]),  # ties go to the class with more candidates
+    ],
+)
+def test_class_quotas_known_answers(labeled, capacity, budget, expected):
+    assert class_quotas(np.array(labeled), np.array(capacity), budget).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("preference", "expected"),
+    [
+        ([1, 1, 1], [4, 4, 4]),  # labeled counts alone
+        ([8, 1, 1], [10, 1, 1]),  # (labels + 1) in proportion to the preferences
+        ([2, 1, 1], [6, 3, 3]),
+    ],
+)
+def test_preferences_move_slots_towards_a_class(preference, expected):
+    got = class_quotas(np.zeros(3), np.array([80, 10, 10]), 12, preference=np.array(preference, dtype=float))
+    assert got.tolist() == expected
+
+
+def test_class_quotas_refuse_mismatched_shapes():
+    with pytest.raises(ValueError, match="capacity"):
+        class_quotas(np.array([1, 2]), np.array([1, 2, 3]), 2)
+    with pytest.raises(ValueError, match="preference"):
+        class_quotas(np.array([1, 2]), np.array([1, 2]), 2, preference=np.ones(3))
+
+
+def test_skew_of_known_distributions():
+    assert distribution_skew(np.full(10, 7)) == pytest.approx(0.0)
+    assert distribution_skew(np.array([5, 0, 0, 0])) == pytest.approx(1.0)
+    assert distribution_skew(np.array([1, 1, 0, 0])) == pytest.approx(0.5)  # log 2 / log 4
+    assert distribution_skew(np.array([3])) == 0.0 and distribution_skew(np.zeros(4)) == 0.0
+    profile = lambda ratio: 1000 * ratio ** (-np.arange(10) / 9)  # noqa: E731  (the simulation's long tail)
+    assert distribution_skew(profile(10)) == pytest.approx(0.1007, abs=1e-4)
+    assert distribution_skew(profile(100)) == pytest.approx(0.2860, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("skew", "floor", "full", "expected"),
+    [(0.02, 0.05, 0.2, 0.0), (0.05, 0.05, 0.2, 0.0), (0.125, 0.05, 0.2, 0.5), (0.2, 0.05, 0.2, 1.0), (0.3, 0, 0, 1.0)],
+)
+def test_quota_share_is_linear_between_floor_and_full(skew, floor, full, expected):
+    assert quota_share(skew, floor, full) == pytest.approx(expected)
+
+
+def make_pool(sizes, *, labels_per_class, seed=0, d=16):
+    """Gaussian classes of the given sizes, a few labeled rows per class and a head fitted on them."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(len(sizes), d)) * 2.0
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    X = (centers[truth] + rng.normal(size=(len(truth), d))).astype(np.float32)
+    y = np.full(len(truth), MISSING_LABEL)
+    for c, k in enumerate(labels_per_class):
+        y[rng.choice(np.flatnonzero(truth == c), k, replace=False)] = c
+    head = LinearHead(len(sizes), random_state=0).fit(X[y >= 0], y[y >= 0])
+    return X, y, head
+
+
+@pytest.fixture(scope="module")
+def long_tail():
+    """Three classes, 600 / 150 / 60 rows; labels 30 / 3 / 1: y* leans to class 0 and the pool is skewed."""
+    return make_pool([600, 150, 60], labels_per_class=[30, 3, 1])
+
+
+@pytest.fixture(scope="module")
+def balanced():
+    return make_pool([300, 300, 300], labels_per_class=[4, 4, 4], seed=1)
+
+
+def select(strategy, X, status, head, *, batch_size=12, seed=0, n_shards=1):
+    return strategy.select(
+        LocalShardSet.from_arrays(X, status, n_shards=n_shards), batch_size=batch_size, head=head, seed=seed
+    )
+
+
+def test_batch_is_distinct_selectable_rows_of_the_requested_size(long_tail):
+    X, y, head = long_tail
+    status = status_from_labels(y)
+    unlabeled = np.flatnonzero(status == 0)
+    status[unlabeled[::5]] = UNAVAILABLE
+    sel = select(BalancedDropQuery(), X, status, head, batch_size=15)
+    assert sel.rows.shape == (15,) and sel.rows.dtype == np.int64 and len(np.unique(sel.rows)) == 15
+    assert (status[sel.rows] == 0).all()  # neither labeled nor unavailable
+    assert not (status[sel.rows] & LABELED).any()
+
+
+def test_same_seed_same_batch_and_sharding_does_not_change_it(long_tail):
+    X, y, head = long_tail
+    status = status_from_labels(y)
+    one = select(BalancedDropQuery(), X, status, head, seed=7)
+    again = select(BalancedDropQuery(), X, status, head, seed=7)
+    sharded = select(BalancedDropQuery(), X, status, head, seed=7, n_shards=3)
+    np.testing.assert_array_equal(one.rows, again.rows)
+    np.testing.assert_array_equal(np.sort(one.rows), np.sort(sharded.rows))
+    assert one.info["quotas"] == sharded.info["quotas"]
+    other = select(BalancedDropQuery(), X, status, head, seed=8)
+    assert set(other.rows) != set(one.rows)
+
+
+def test_a_skewed_pool_gets_the_water_filled_quotas(long_tail):
+    X, y, head = long_tail
+    sel = select(BalancedDropQuery(skew_floor=0.0, skew_full=0.0), X, status_from_labels(y), head)
+    predicted = head.predict(X)
+    assert sel.info["quota_slots"] == 12 and sel.info["pool_skew"] > 0.2
+    labeled = np.bincount(predicted[y >= 0], minlength=3)
+    assert np.bincount(predicted[sel.rows], minlength=3).tolist() == sel.info["quotas"]
+    assert sum(sel.info["quotas"]) == 12 and sel.info["quotas"][0] < 12 // 3  # class 0, with 30 labels, gets least
+    assert labeled.tolist() == [30, 3, 1]  # the fixture's head predicts its own labels right (the proxy holds)
+
+
+def test_rare_predicted_classes_get_more_of_the_batch_than_dropquery_gives(long_tail):
+    X, y, head = long_tail
+    status = status_from_labels(y)
+    balanced = select(BalancedDropQuery(skew_floor=0.0, skew_full=0.0), X, status, head, seed=1)
+    plain = select(DropQuery(), X, status, head, seed=1)
+    rare = lambda rows: int((head.predict(X[rows]) != 0).sum())  # noqa: E731
+    assert rare(balanced.rows) > rare(plain.rows)
+
+
+def test_half_way_between_floor_and_full_half_the_batch_has_quotas(long_tail):
+    X, y, head = long_tail
+    probe = select(BalancedDropQuery(), X, status_from_labels(y), head)
+    skew = probe.info["pool_skew"]
+    sel = select(BalancedDropQuery(skew_floor=skew / 2, skew_full=min(1.0, 1.5 * skew)), X, status_from_labels(y), head)
+    assert sel.info["quota_slots"] == 6 and sum(sel.info["quotas"]) == 6 and len(np.unique(sel.rows)) == 12
+
+
+def test_a_pool_below_the_floor_gets_exactly_dropquerys_batch(balanced, long_tail):
+    for X, y, head in (balanced, long_tail):
+        status = status_from_labels(y)
+        sel = select(BalancedDropQuery(skew_floor=1.0, skew_full=1.0), X, status, head, seed=4)
+        plain = select(DropQuery(), X, status, head, seed=4)
+        assert sel.info["quota_slots"] == 0 and "quotas" not in sel.info
+        np.testing.assert_array_equal(sel.rows, plain.rows)
+    X, y, head = balanced
+    sel = select(BalancedDropQuery(), X, status_from_labels(y), head, seed=4)
+    assert sel.info["pool_skew"] < 0.1 and sel.info["quota_slots"] == 0  # the defaults leave a balanced pool alone
+
+
+def test_predicted_classes_come_from_phase_1_or_one_pass_and_agree_with_the_head(long_tail):
+    X, y, head = long_tail
+    shards = LocalShardSet.from_arrays(X, status_from_labels(y), n_shards=3)
+    W, b = head.affine()
+    passes = DropoutPasses(W, b, 0.75, 3, 0, DEFAULT_CHUNK_ROWS)
+    computed = np.concatenate([shard_predictions(s, passes) for s in shards.shards])
+    assert all(CACHE_PREDICTED not in s.cache for s in shards.shards)
+    for s in shards.shards:
+        shard_counts(s, passes)
+    assert all(s.cache[CACHE_PREDICTED][0] == passes.key for s in shards.shards)
+    cached = np.concatenate([shard_predictions(s, passes) for s in shards.shards])
+    np.testing.assert_array_equal(cached, computed)
+    np.testing.assert_array_equal(computed, head.predict(X))
+
+
+def test_too_few_candidates_fall_back_to_random_rows_as_dropquery(long_tail):
+    X, y, head = long_tail
+    sel = select(BalancedDropQuery(n_passes=1, dropout=0.0), X, status_from_labels(y), head, batch_size=7)
+    assert sel.info["candidates"] == 0 and sel.info["random_fill"] == 7 and len(np.unique(sel.rows)) == 7
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"skew_floor": -0.1}, "skew_floor"),
+        ({"skew_full": 1.5}, "skew_full"),
+        ({"difficulty_weight": 5.0}, "difficulty_weight"),
+        ({"difficulty_weight": "1"}, "difficulty_weight"),
+        ({"skew_floor": 0.3, "skew_full": 0.2}, "skew_floor"),
+        ({"n_passes": 0}, "n_passes"),
+        ({"quota": 1}, "quota"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_option(options, field):
+    with pytest.raises(ValidationError, match=field):
+        BalancedDropQuery.validate_options(options)
+
+
+def test_constructor_values_meet_the_same_bounds_at_select(long_tail):
+    X, y, head = long_tail
+    with pytest.raises(ValueError, match="skew_full"):
+        select(BalancedDropQuery(skew_full=2.0), X, status_from_labels(y), head)
