@@ -34,19 +34,23 @@ def selectable_nearest_keys(shard: ArrayShard, centroids: np.ndarray, keep: int)
 
 class CentroidQuery(QueryStrategy):
     """L2-normalise the pool, k-means with k = ``batch_size``, take the selectable row nearest each centroid
-    (distinct rows). ``n_init`` > 1 keeps the best of several k-means runs (better starts, n_init times the cost).
+    (distinct rows). ``n_init`` keeps the best of several k-means runs. The default 3 makes the cold start depend
+    far less on where k-means++ starts (with 1, merely re-ordering the store's files moved round-0 accuracy on
+    Fashion-MNIST from 0.613 to 0.549 over 5 seeds; with 3 it is 0.617 and the mean over 20 rounds 0.777 against
+    0.772), for 3x the k-means time of a one-off query (10.7 s against 3.8 s for 204,800 x 768 rows into 100
+    clusters on 2 cores).
     k-means trains on every row of a pool of up to ``KMEANS_POINTS_PER_CENTROID * batch_size`` rows, else on a
     uniform sample of about that many."""
 
     class Options(KmeansOptions):
-        n_init: int = Field(1, ge=1, le=10, description="k-means runs; the one with the lowest objective wins")
+        n_init: int = Field(3, ge=1, le=10, description="k-means runs; the one with the lowest objective wins")
 
     def __init__(
         self,
         *,
         kmeans_niter: int = 25,
         kmeans_tol: float = DEFAULT_TOL,
-        n_init: int = 1,
+        n_init: int = 3,
         random_state: RandomState = None,
     ) -> None:
         self.kmeans_niter = kmeans_niter
