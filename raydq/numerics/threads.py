@@ -28,7 +28,7 @@ def _ray_allotment() -> float | None:
     if ray is None or not ray.is_initialized():
         return None
     ctx = ray.get_runtime_context()
-    if ctx.get_task_id() is None:  # the driver: it has no allotment
+    if ctx.worker.mode != ray.WORKER_MODE:  # the driver has no allotment (and asking it for a task id logs a warning)
         return None
     return float(ctx.get_assigned_resources().get("CPU", 0.0))
 
