@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -47,6 +48,17 @@ def _assert_same_answers(pool: ShardedPool, expected) -> None:
     got = concat(pool.shards.map(shard_fns.selectable_rows_and_sums))
     for a, b in zip(got, expected.map(shard_fns.selectable_rows_and_sums)[0], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _wait_until_gone(pid: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"process {pid} still runs {timeout} s after ray.kill")
 
 
 def test_shards_land_on_distinct_nodes(pool3):
@@ -113,6 +125,7 @@ def test_a_killed_shard_comes_back_with_its_status(pool3, store):
     expected = one_shard(store, LABELED, LEASED)
     before = pool3.status()["shards"][1]
     ray.kill(pool3.shards.slots[1].handle, no_restart=False)
+    _wait_until_gone(before["pid"])  # ray.kill returns at once: an answer could still come from the old process
     _assert_same_answers(pool3, expected)  # waits for the reload, re-sends the status, retries
     after = pool3.status()["shards"][1]
     assert after["incarnation"] != before["incarnation"] and after["pid"] != before["pid"]
