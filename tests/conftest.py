@@ -61,3 +61,17 @@ def ray_cluster():
     except Exception:
         pass
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Files with ``slow`` end-to-end tests run first, each file's tests kept together and in order: with two xdist
+    workers taking one file at a time (``make test``), the long ones (the README's commands, the demo, the
+    three-node pool) then overlap with each other and with the many short files instead of trailing at the end. Among
+    them, files that declare a longer timeout go first."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    budget: dict = {}  # a file's longest declared timeout: the longest files start first
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        seconds = float(marker.args[0]) if marker and marker.args else 0.0
+        budget[item.path] = max(budget.get(item.path, 0.0), seconds)
+    items.sort(key=lambda item: (item.path not in slow_files, -budget[item.path]))
