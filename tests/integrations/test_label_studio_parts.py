@@ -111,3 +111,16 @@ def test_a_refused_batch_id_is_recognised():
     assert _names_batch_id(RaydqError(422, unknown))
     assert not _names_batch_id(RaydqError(422, [{"loc": ["body", "labels", 0, "label"], "msg": "no", "type": "v"}]))
     assert not _names_batch_id(RaydqError(503, unknown)) and not _names_batch_id(RaydqError(422, "text detail"))
+
+
+def test_duplicate_copies_of_an_item_are_found_and_answered_copies_kept():
+    from raydq.integrations.label_studio.mapping import duplicate_tasks
+
+    def task(item: str, batch: str, *, answered: bool = False) -> dict:
+        return {"data": {"raydq_id": item, "raydq_batch": batch}, "annotations": [{"id": 1}] if answered else []}
+
+    assert duplicate_tasks({1: task("a", "b"), 2: task("c", "b"), 3: task("a", "b2")}) == []  # another batch
+    assert duplicate_tasks({1: task("a", "b"), 2: task("a", "b"), 3: task("a", "b")}) == [2, 3]  # oldest kept
+    assert duplicate_tasks({1: task("a", "b"), 2: task("a", "b", answered=True)}) == [1]  # the answered one kept
+    both = {1: task("a", "b", answered=True), 2: task("a", "b", answered=True), 3: task("a", "b")}
+    assert duplicate_tasks(both) == [3]  # answers are never deleted

@@ -114,6 +114,14 @@ class LabelStudioClient:
     def task(self, task_id: int) -> dict[str, Any]:
         return self.request("GET", f"/api/tasks/{task_id}/")
 
+    def delete_task(self, task_id: int) -> None:
+        """Delete a task; one already gone is not an error."""
+        try:
+            self.request("DELETE", f"/api/tasks/{task_id}/")
+        except LabelStudioError as e:
+            if e.status != 404:
+                raise
+
     def users(self) -> list[dict[str, Any]]:
         data = self.request("GET", "/api/users/", params={"page_size": 1000})
         return data.get("results", []) if isinstance(data, dict) else data

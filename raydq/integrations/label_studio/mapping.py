@@ -102,3 +102,25 @@ def task_answer(task: dict[str, Any], classes: set[str]) -> Answer | None:
         return Answer(**base, problem=f"annotation {latest['id']} chose {picked[0]!r}, not a class")
     return Answer(**base, label=picked[0])
 
+
+
+def duplicate_tasks(tasks: dict[int, dict[str, Any]]) -> list[int]:
+    """Ids of unannotated extra copies of one item of one batch, oldest copy kept (an annotated copy is kept before
+    an unannotated one; annotated copies are never dropped). Copies appear when the connector is killed while
+    Label Studio is still importing its tasks: the restarted connector reads the project before that import commits
+    and imports the batch again.
+
+    >>> duplicate_tasks({3: {"data": {"raydq_id": "a", "raydq_batch": "b"}, "annotations": []},
+    ...                  5: {"data": {"raydq_id": "a", "raydq_batch": "b"}, "annotations": [{"id": 1}]}})
+    [3]
+    """
+    copies: dict[tuple[str, str], list[int]] = {}
+    for task_id, task in tasks.items():
+        data = task.get("data") or {}
+        copies.setdefault((str(data.get(ID_FIELD)), str(data.get(BATCH_FIELD))), []).append(task_id)
+    extra: list[int] = []
+    for ids in copies.values():
+        if len(ids) > 1:
+            keep = min(ids, key=lambda t: (not tasks[t].get("annotations"), t))
+            extra += [t for t in ids if t != keep and not tasks[t].get("annotations")]
+    return sorted(extra)

@@ -128,6 +128,10 @@ class SyncState:
             rows = self._db.execute(sql + " ORDER BY task_id", params).fetchall()
         return [TaskRecord(*row) for row in rows]
 
+    def forget_task(self, task_id: int) -> None:
+        """Drop a task's record (a duplicate copy the connector deleted: it never held an answer)."""
+        self._write("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+
     def set_status(self, task_id: int, status: str, synced_key: str | None = None) -> None:
         self._write("UPDATE tasks SET status = ?, synced_key = ? WHERE task_id = ?", (status, synced_key, task_id))
 

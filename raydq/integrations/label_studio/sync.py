@@ -3,7 +3,8 @@
 One ``sync_once`` pass, repeated every ``poll_interval_s`` and at once when a webhook arrives:
 
 1. read every task of the project (with annotations); tasks that carry a raydq id are ours (adopted into the state
-   if a crash lost them);
+   if a crash lost them); an unannotated second copy of an item of the same batch (an import still running in
+   Label Studio when the connector was killed, committed after its successor read the project) is deleted;
 2. send answers raydq has not acknowledged yet: labels through ``update_labels`` with the annotator's Label Studio
    email, skips as skip answers where the service supports them; an answer is marked synced only after raydq
    acknowledged it, and re-sending is harmless (``update_labels`` is idempotent), so a crash or restart of either
@@ -37,6 +38,7 @@ from raydq.integrations.label_studio.mapping import (
     ID_FIELD,
     Answer,
     config_choices,
+    duplicate_tasks,
     labeling_config,
     task_answer,
     task_payload,
@@ -183,6 +185,11 @@ class LabelStudioSync:
             ours[task_id] = task
             if known.get(task_id) != mapping:  # unknown, or an id Label Studio reused for another task
                 self.state.put_task(task_id, *mapping)
+        for task_id in duplicate_tasks(ours):
+            self.ls.delete_task(task_id)
+            self.state.forget_task(task_id)
+            del ours[task_id]
+            log.info("deleted task %d: a second copy of an item of its batch (an import a crash cut short)", task_id)
         return ours
 
     def _email(self, user_id: int | None) -> str | None:
