@@ -15,6 +15,7 @@ from raydq.embed.pipeline import (
     ActorLayout,
     _embed_stage,
     actor_pool,
+    cpus_per_fit,
     gpus_per_actor,
     plan_actors,
 )
@@ -23,8 +24,9 @@ GPU_NODE = {"CPU": 32.0, "GPU": 4.0, "memory": 2e11}
 AMPERE, TURING = (8, 0), (7, 5)
 
 
-def _plan(cluster, capability=None, single_node=True, **config) -> ActorLayout:
-    return plan_actors(EmbedConfig(**config), cluster, single_node=single_node, cuda_capability=capability)
+def _plan(cluster, capability=None, single_node=True, free_node_cpus=None, **config) -> ActorLayout:
+    return plan_actors(EmbedConfig(**config), cluster, single_node=single_node, cuda_capability=capability,
+                       free_node_cpus=free_node_cpus)  # fmt: skip
 
 
 def test_gpu_cluster_starts_one_actor_per_gpu_and_may_shrink_to_one():
@@ -81,6 +83,23 @@ def test_cpu_cluster_keeps_todays_fixed_pool_and_batch():
     assert (forced_cpu.device, forced_cpu.batch_size) == ("cpu", CPU_BATCH_SIZE)
 
 
+def test_a_cpu_pool_fits_beside_a_running_service_and_a_decode_task():
+    """A service on the cluster holds CPUs: the pool keeps its size but reserves less per actor, so the actors and
+    one decode task fit in what is free on the nodes (sized from the totals, 4 one-CPU actors would leave no node a
+    whole CPU for the read tasks: the embed run would hang)."""
+    free = [1.45, 1.75, 1.75]  # three 2-CPU nodes; a service's replicas and shard actors hold the rest
+    layout = _plan({"CPU": 6.0}, None, single_node=False, free_node_cpus=free)
+    assert layout.actors == 4 and layout.num_cpus < 1.0
+    room = sorted(free)
+    room[-1] -= 1.0  # the decode task's CPU on the freest node
+    assert sum(int(r // layout.num_cpus) for r in room) >= layout.actors
+    assert _plan({"CPU": 6.0}, None, single_node=False, free_node_cpus=[2.0, 2.0, 2.0]).num_cpus == 1.0  # idle
+    assert cpus_per_fit([2.0], 2, 1.0, 1.0) == 0.5  # one idle 2-CPU node: today's 2 x 0.5
+    assert cpus_per_fit([0.5, 0.2], 2, 1.0, 1.0) == 0.1  # both in the 0.2 CPUs the decode task leaves
+    assert cpus_per_fit([0.0, 0.0], 2, 1.0, 1.0) == 0.01  # nothing free: the actors share what frees up
+    assert cpus_per_fit([3.0], 2, 0.5, 1.0) == 0.5  # never more than asked
+
+
 def test_pool_size_settings_that_contradict_each_other_are_refused():
     with pytest.raises(ValidationError, match=r"actors .*max_actors"):
         EmbedConfig(actors=2, max_actors=4)
@@ -121,3 +140,4 @@ def test_an_autoscaling_pool_embeds_every_row_on_cpu(ray_cluster):
     assert [r["id"] for r in out] == [f"r{i}" for i in range(12)]
     expected = create_encoder(device="cpu").encode(images)
     np.testing.assert_allclose(np.stack([r["embedding"] for r in out]), expected, rtol=1e-4, atol=1e-4)
+

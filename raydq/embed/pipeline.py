@@ -14,6 +14,7 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel
@@ -79,6 +80,7 @@ class ActorLayout(BaseModel):
     device: str
     precision: str = "fp32"
     batch_size: int = CPU_BATCH_SIZE
+    decode_cpus: float = 1.0  # per read/decode task: the configured value, less where no node has that much free
 
 
 def gpus_per_actor(config: EmbedConfig, cluster: dict[str, float]) -> float:
@@ -93,8 +95,14 @@ def plan_actors(
     cluster: dict[str, float],
     single_node: bool,
     cuda_capability: tuple[int, int] | None = None,
+    free_node_cpus: Sequence[float] | None = None,
 ) -> ActorLayout:
     """Size the actor pool from the cluster's resources (pure: tested without Ray).
+
+    ``free_node_cpus`` are the CPUs free on each node now (default: the cluster's CPUs on one node). A running
+    service holds some of them, so a CPU pool sized from the totals may not fit beside it and a decode task; the
+    per-actor CPU reservation shrinks until the pool and one decode task fit (``cpus_per_fit``), and a decode task
+    asks for no more than the freest node has.
 
     ``cuda_capability`` is the compute capability of the GPUs the actors will use (the driver probes one, since it
     may run on a CPU-only head); it decides ``precision='auto'`` (bf16 from 8.0, else fp16; unknown: fp16).
@@ -117,7 +125,7 @@ def plan_actors(
             actors=start, min_actors=lo, max_actors=hi, num_gpus=num_gpus, num_cpus=config.cpus_per_actor,
             torch_threads=config.torch_threads, device="cuda",
             precision=resolve_precision(config.precision, "cuda", cuda_capability),
-            batch_size=config.batch_size or GPU_BATCH_SIZE,
+            batch_size=config.batch_size or GPU_BATCH_SIZE, decode_cpus=config.decode_cpus,
         )  # fmt: skip
     if config.max_actors is not None:
         raise ValueError(
@@ -127,20 +135,53 @@ def plan_actors(
     # CPU: a few single-model actors, data-parallel. Measured on 2 cores (bench/embed.py): two 1-thread actors
     # beat one 2-thread actor, since the intra-op barriers of a small CNN cost more than they win.
     actors = config.actors or max(1, min(int(cpus), MAX_DEFAULT_CPU_ACTORS))
-    num_cpus = config.cpus_per_actor
-    room = cpus - min(config.decode_cpus, cpus / 2)  # always leave a decode task a place to run
-    if cpus and actors * num_cpus > room:
-        num_cpus = max(0.01, room / actors)
-        log.info("%d CPU actors x %g CPUs would starve the read tasks (Ray #44687); using %.2f CPUs per actor",
-                 actors, config.cpus_per_actor, num_cpus)  # fmt: skip
+    num_cpus, decode_cpus = config.cpus_per_actor, config.decode_cpus
+    if cpus:
+        free = list(free_node_cpus) if free_node_cpus is not None else [cpus]
+        decode_cpus = max(0.01, min(config.decode_cpus, max(free, default=0.0)))  # a task that cannot fit hangs
+        num_cpus = cpus_per_fit(free, actors, config.cpus_per_actor, decode_cpus)
+        if num_cpus < config.cpus_per_actor:
+            log.info("%d CPU actors x %g CPUs would not fit beside a decode task in the free CPUs %s (Ray #44687); "
+                     "using %.2f CPUs per actor", actors, config.cpus_per_actor, free, num_cpus)  # fmt: skip
     threads = config.torch_threads
     if threads is None:
         threads = max(1, int(cpus // actors)) if single_node and cpus else max(1, math.ceil(num_cpus))
     return ActorLayout(
         actors=actors, min_actors=actors, max_actors=actors, num_gpus=0.0, num_cpus=num_cpus, torch_threads=threads,
         device="cpu", precision=resolve_precision(config.precision, "cpu"),
-        batch_size=config.batch_size or CPU_BATCH_SIZE,
+        batch_size=config.batch_size or CPU_BATCH_SIZE, decode_cpus=decode_cpus,
     )  # fmt: skip
+
+
+def free_cpus_per_node() -> list[float] | None:
+    """CPUs free now on each live node (a running service holds some); None where Ray does not say."""
+    try:
+        from ray._private.state import available_resources_per_node  # no public per-node view in Ray 2.60
+    except ImportError:
+        return None
+    free = [float(r.get("CPU", 0.0)) for r in available_resources_per_node().values()]
+    return free or None
+
+
+def cpus_per_fit(free: Sequence[float], actors: int, wanted: float, decode: float) -> float:
+    """The largest CPU reservation per actor, at most ``wanted``, with which ``actors`` actors fit in the nodes'
+    ``free`` CPUs while one decode task (``decode`` CPUs) keeps a place on the freest node: a pool that takes every
+    free CPU starves its own read tasks (Ray #44687). 0.01 when nothing fits (the actors then share what is free).
+
+    >>> cpus_per_fit([2.0], 2, 1.0, 1.0), cpus_per_fit([2.0, 2.0, 2.0], 4, 1.0, 1.0)
+    (0.5, 1.0)
+    """
+    room = [max(0.0, float(f)) for f in free]
+    if not room or actors < 1:
+        return wanted
+    top = max(range(len(room)), key=room.__getitem__)
+    room[top] -= min(decode, room[top])
+
+    def fits(c: float) -> bool:
+        return sum(math.floor(r / c + 1e-9) for r in room) >= actors
+
+    candidates = [wanted] + [r / k for r in room for k in range(1, actors + 1) if 0.01 <= r / k < wanted]
+    return max((c for c in candidates if fits(c)), default=0.01)
 
 
 def actor_pool(layout: ActorLayout):
@@ -242,7 +283,8 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     resources = ray.cluster_resources()
     num_gpus = gpus_per_actor(config, resources)
     capability = cuda_capability(num_gpus) if num_gpus > 0 and config.precision == "auto" else None
-    layout = plan_actors(config, resources, single_node=len(nodes) <= 1, cuda_capability=capability)
+    layout = plan_actors(config, resources, single_node=len(nodes) <= 1, cuda_capability=capability,
+                         free_node_cpus=free_cpus_per_node())  # fmt: skip
     preprocessing = {**spec["preprocessing"], "precision": layout.precision}
     output = resolve_output(config.resolved_output())  # a local folder, or an s3:// / gs:// URI as given
     done = prepare_output(
@@ -254,7 +296,7 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     plan = plan_source(
         config.source, split=config.split, limit=config.resolved_limit(), seed=config.seed, done=done,
         decode=decode, image_column=config.image_column, id_column=config.id_column,
-        label_column=config.label_column, rows_per_block=max(layout.batch_size * 4, 64), num_cpus=config.decode_cpus,
+        label_column=config.label_column, rows_per_block=max(layout.batch_size * 4, 64), num_cpus=layout.decode_cpus,
         min_blocks=2 * layout.max_actors,
     )  # fmt: skip
 

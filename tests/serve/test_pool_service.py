@@ -120,7 +120,7 @@ def test_the_pool_grows_while_serving(serve_on_cluster, tmp_path, strategies):
     from raydq.embed import EmbedConfig, run_embed
 
     store = tmp_path / "store"
-    run_embed(EmbedConfig(source="fashion-mnist", split="train", limit=N, output=str(store), progress=False))
+    run_embed(EmbedConfig(source="fashion-mnist", split="train", limit=N, output=str(store), actors=1, progress=False))
     args = service_args(store, f"sqlite:///{tmp_path / 'labels.db'}", strategies, classes=None, max_batch_size=2 * N,
                         pool={"rows_per_shard": 600, "num_cpus": 0.25, "poll_interval_s": 3600},
                         api_num_cpus=0.1, selector_num_cpus=0.1, trainer_num_cpus=0.1)  # fmt: skip
@@ -131,7 +131,7 @@ def test_the_pool_grows_while_serving(serve_on_cluster, tmp_path, strategies):
     first = client.post("/select_batch", json={"batch_size": 10}).json()
     assert all(x["id"].startswith("fashion-mnist/train/") for x in first["items"])
 
-    run_embed(EmbedConfig(source="fashion-mnist", split="test", limit=N, output=str(store), progress=False))
+    run_embed(EmbedConfig(source="fashion-mnist", split="test", limit=N, output=str(store), actors=1, progress=False))
     grown = client.post("/admin/pool/refresh").json()
     assert grown["rows"] == 2 * N and grown["store_version"] != before["pool"]["store_version"]
     status = client.get("/status").json()
