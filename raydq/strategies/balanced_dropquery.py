@@ -26,7 +26,7 @@ shard (per-class counts and the y* of the gathered candidates).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -34,10 +34,12 @@ from pydantic import Field, model_validator
 from raydq.cluster import DEFAULT_TOL, array_module
 from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS
 from raydq.numerics.nearest import nearest_distinct_rows
+from raydq.numerics.norms import l2_normalise
 from raydq.strategies.base import RandomState
-from raydq.strategies.dropquery import DropoutPasses, DropQuery, shard_predictions
+from raydq.strategies.dropquery import DropoutPasses, DropQuery, normalised_embedding, shard_predictions
+from raydq.strategies.gather import join, sample_rows
 from raydq.strategies.kmeans import fit_kmeans
-from raydq.strategies.shards import ArrayShard
+from raydq.strategies.shards import LABELED, ArrayShard
 
 
 def class_quotas(
@@ -101,25 +103,180 @@ def class_statistics(
     return pool, labeled, y_star[shard.local_rows(rows)].astype(np.int64)
 
 
+# -- discovery: rows chosen over the whole pool, outside DropQuery's candidates ---------------------------------------
+#: The discovery sources ``BalancedDropQuery(discovery=...)`` accepts.
+DISCOVERY_MODES = ("boundary", "similar", "coverage")
+#: At most this many pool rows (a row-keyed sample) are clustered by ``discovery="coverage"``.
+COVERAGE_SAMPLE = 20_000
+
+
+def _take_smallest(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, scores)`` of the ``k`` smallest ``(score, row)`` pairs, in that order (ties broken by the global row,
+    so the driver's merge of the shards' lists equals the whole pool's list)."""
+    order = np.lexsort((rows, scores))[:k]
+    return rows[order], scores[order]
+
+
+def class_boundary_rows(
+    shard: ArrayShard, passes: DropoutPasses, classes: np.ndarray, k: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each class ``c`` of ``classes``, ``(global rows, scores)`` of this shard's ``k`` selectable rows nearest
+    the head's boundary of ``c``: score ``|logit_c - max_{j != c} logit_j|`` (BASE, Emam et al. 2021; the rows the
+    head nearly calls ``c`` and the ones it calls ``c`` with the least margin), smallest first. Logits are computed
+    on the global chunk grid, so a row's score does not depend on how the pool is split."""
+    classes = np.asarray(classes, dtype=np.int64)
+    best_rows = [np.empty(0, np.int64) for _ in classes]
+    best_scores = [np.empty(0, np.float32) for _ in classes]
+    for start, stop in shard.grid_chunks(passes.chunk_rows):
+        local = start + np.flatnonzero(shard.selectable[start:stop])
+        if not len(local):
+            continue
+        logits = shard.chunk(start, stop)[local - start] @ passes.W + passes.b
+        rows = shard.global_rows(local)
+        for i, c in enumerate(classes.tolist()):
+            others = np.delete(logits, c, axis=1).max(axis=1)
+            score = np.abs(logits[:, c] - others).astype(np.float32)
+            best_rows[i], best_scores[i] = _take_smallest(
+                np.concatenate([best_scores[i], score]), np.concatenate([best_rows[i], rows]), k
+            )
+    return list(zip(best_rows, best_scores, strict=True))
+
+
+def labeled_anchors(
+    shard: ArrayShard, passes: DropoutPasses, head: Any, classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(global rows, y*, normalised embeddings)`` of this shard's labeled rows that the head predicts as one of
+    ``classes`` (the least-labeled classes: few rows by construction)."""
+    y_star = shard_predictions(shard, passes)
+    local = np.flatnonzero(shard.labeled & np.isin(y_star, np.asarray(classes)))
+    return shard.global_rows(local), y_star[local].astype(np.int64), normalised_embedding(head, shard.X, local)
+
+
+def class_similar_rows(
+    shard: ArrayShard, passes: DropoutPasses, head: Any, anchors: list[np.ndarray], k: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each entry of ``anchors`` (normalised embeddings of labeled rows of one class), ``(global rows, scores)``
+    of this shard's ``k`` selectable rows most similar to any of them: score ``-max cosine`` (similarity search from
+    the labeled examples of a rare class, as SEALS, Coleman et al. 2022), smallest first. Chunked on the global
+    grid."""
+    best_rows = [np.empty(0, np.int64) for _ in anchors]
+    best_scores = [np.empty(0, np.float32) for _ in anchors]
+    for start, stop in shard.grid_chunks(passes.chunk_rows):
+        local = start + np.flatnonzero(shard.selectable[start:stop])
+        if not len(local):
+            continue
+        Z = l2_normalise(np.asarray(head.transform(shard.chunk(start, stop)[local - start]), np.float32), copy=False)
+        rows = shard.global_rows(local)
+        for i, A in enumerate(anchors):
+            score = -(Z @ A.T).max(axis=1).astype(np.float32)
+            best_rows[i], best_scores[i] = _take_smallest(
+                np.concatenate([best_scores[i], score]), np.concatenate([best_rows[i], rows]), k
+            )
+    return list(zip(best_rows, best_scores, strict=True))
+
+
+def merge_ranked(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The shards' ``(rows, scores)`` lists of one class merged into one ranking, best first."""
+    rows = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    scores = np.concatenate([p[1] for p in parts])
+    return rows[np.lexsort((rows, scores))]
+
+
+def round_robin(rankings: dict[int, np.ndarray], slots: dict[int, int], taken: set[int]) -> list[int]:
+    """Rows from per-class rankings: ``slots[c]`` per class, one class after the other in turn (the classes in the
+    order ``slots`` lists them), each class's best row not already ``taken`` (updated in place)."""
+    out: list[int] = []
+    cursor = dict.fromkeys(rankings, 0)
+    left = {c: n for c, n in slots.items() if n > 0}
+    while left:
+        for c in list(left):
+            ranking = rankings[c]
+            while cursor[c] < len(ranking) and int(ranking[cursor[c]]) in taken:
+                cursor[c] += 1
+            if cursor[c] == len(ranking):
+                del left[c]
+                continue
+            row = int(ranking[cursor[c]])
+            taken.add(row)
+            out.append(row)
+            left[c] -= 1
+            if not left[c]:
+                del left[c]
+    return out
+
+
+def coverage_picks(
+    rows: np.ndarray,
+    Z: np.ndarray,
+    labeled: np.ndarray,
+    selectable: np.ndarray,
+    n: int,
+    n_clusters: int,
+    *,
+    options: Any,
+    seed: int,
+    deadline: Any,
+) -> np.ndarray:
+    """Up to ``n`` of ``rows`` (a pool sample with its normalised embeddings ``Z``) in regions no label covers:
+    k-means with ``n_clusters`` clusters over the sample; clusters holding no labeled row are ranked by
+    size x squared distance from their centroid to the nearest labeled row (dense and far from every label: where a
+    class nobody has labeled would be), and each of the best ``n`` gives its selectable row nearest the centroid."""
+    n_clusters = min(n_clusters, int(selectable.sum()))
+    if n <= 0 or n_clusters < 1 or not labeled.any():
+        return np.empty(0, np.int64)
+    km = fit_kmeans(Z, n_clusters, niter=options.kmeans_niter, tol=options.kmeans_tol, seed=seed, deadline=deadline)
+    C = np.asarray(km.centroids, dtype=np.float32)
+    d2 = (Z**2).sum(1)[:, None] - 2 * Z @ C.T + (C**2).sum(1)[None, :]
+    assign = d2.argmin(axis=1)
+    size = np.bincount(assign[selectable], minlength=len(C))
+    covered = np.zeros(len(C), bool)
+    covered[assign[labeled]] = True
+    L = Z[labeled]
+    novelty = ((C**2).sum(1)[:, None] - 2 * C @ L.T + (L**2).sum(1)[None, :]).min(axis=1)
+    score = np.where(covered | (size == 0), -np.inf, size * np.maximum(novelty, 0))
+    order = np.lexsort((np.arange(len(C)), -score))
+    out = []
+    for j in order[:n]:
+        if not np.isfinite(score[j]):
+            break
+        members = np.flatnonzero((assign == j) & selectable)
+        out.append(int(rows[members[np.argmin(d2[members, j])]]))
+    return np.asarray(out, dtype=np.int64)
+
+
 class BalancedDropQuery(DropQuery):
-    """DropQuery with a share of the batch given out by class quotas over predicted classes, rarest-labeled first;
-    the share grows with the skew of the pool's predicted-class distribution (none on a balanced pool).
+    """DropQuery with a share of the batch given out by class quotas over predicted classes, rarest-labeled first,
+    and (``discovery_share``) a part of it found over the whole pool, outside DropQuery's candidates; both grow with
+    the skew of the pool's predicted-class distribution (none on a balanced pool).
 
     Steps 1-4 are DropQuery's (see there). Step 5 on the gathered candidates: ``share = quota_share(skew,
-    skew_floor, skew_full)``; ``round(share * batch_size)`` slots are shared out by ``class_quotas`` (labeled counts
-    per predicted class, each class capped by its candidates, preference = candidate rate ** ``difficulty_weight``)
-    and filled per class by k-means on that class's candidates, the candidate nearest each centroid; k-means over the
-    remaining candidates picks the rest, as DropQuery does.
+    skew_floor, skew_full)``. First ``round(discovery_share * share * batch_size)`` discovery rows: slots water-filled
+    over the predicted labeled counts (the least-labeled classes first) and filled round-robin over those classes
+    from rankings over every selectable row of the pool (``discovery``: ``boundary``, ``similar`` or ``coverage``).
+    Then, over the candidates left, ``round(share * rest)`` slots are shared out by ``class_quotas`` (labeled counts
+    plus the discovery slots per predicted class, each class capped by its candidates, preference = candidate rate **
+    ``difficulty_weight``) and filled per class by k-means on that class's candidates, the candidate nearest each
+    centroid; k-means over the remaining candidates picks the rest, as DropQuery does.
 
     Parameters
     ----------
     skew_floor : float, default=0.1
         Pool skew (``distribution_skew`` of y* over the pool) up to which the batch is exactly DropQuery's.
     skew_full : float, default=0.25
-        Pool skew from which the whole batch is shared out by quotas.
+        Pool skew from which the whole batch is shared out by quotas (and discovery at its full share).
     difficulty_weight : float, default=0.0
         Exponent of each class's preference in ``class_quotas``: its candidate rate (candidates predicted as the class
         over pool rows predicted as it). 0: labeled counts alone, as BASE.
+    discovery_share : float, default=0.0
+        Fraction of the batch (times the skew share) chosen over the whole pool rather than among the candidates.
+    discovery : {"boundary", "similar", "coverage"}, default="boundary"
+        Where discovery rows come from. ``boundary``: per class, the rows nearest the head's boundary of that class
+        (``class_boundary_rows``, BASE). ``similar``: the rows most similar to the labeled rows predicted as the class
+        (``class_similar_rows``, SEALS); classes with no such row use ``boundary``. ``coverage``: the slots of classes
+        with no labeled row go to clusters of a pool sample that hold no label (``coverage_picks``), the rest to
+        ``boundary``.
+    coverage_clusters : int, default=100
+        k-means clusters of ``discovery="coverage"`` (at most the selectable rows of its sample).
     The other parameters are DropQuery's.
     """
 
@@ -133,6 +290,19 @@ class BalancedDropQuery(DropQuery):
         difficulty_weight: float = Field(
             0.0, ge=0.0, le=4.0, description="weight of each class's candidate rate against its labeled count"
         )
+        discovery_share: float = Field(
+            0.0,
+            ge=0.0,
+            le=1.0,
+            description="fraction of the batch (times the skew share) chosen over the whole pool, least-labeled "
+            "predicted classes first, instead of among DropQuery's candidates",
+        )
+        discovery: Literal["boundary", "similar", "coverage"] = Field(
+            "boundary",
+            description="discovery rows: nearest each class's boundary (BASE), most similar to its labeled rows "
+            "(SEALS), or from unlabeled clusters for classes with no label",
+        )
+        coverage_clusters: int = Field(100, ge=2, le=500, description="k-means clusters of discovery='coverage'")
 
         @model_validator(mode="after")
         def _floor_below_full(self):
@@ -146,6 +316,9 @@ class BalancedDropQuery(DropQuery):
         skew_floor: float = 0.1,
         skew_full: float = 0.25,
         difficulty_weight: float = 0.0,
+        discovery_share: float = 0.0,
+        discovery: str = "boundary",
+        coverage_clusters: int = 100,
         dropout: float = 0.75,
         n_passes: int = 3,
         candidate_factor: float = 25,
@@ -176,18 +349,49 @@ class BalancedDropQuery(DropQuery):
         self.skew_floor = skew_floor
         self.skew_full = skew_full
         self.difficulty_weight = difficulty_weight
+        self.discovery_share = discovery_share
+        self.discovery = discovery
+        self.coverage_clusters = coverage_clusters
 
-    def _choose(self, shards, passes, rows, Z, options, *, batch_size, seed, deadline, info):
+    def _choose(self, shards, passes, rows, Z, options, *, head, batch_size, seed, deadline, info):
         stats = shards.map(class_statistics, passes, rows, deadline=deadline)
         pool = np.sum([s[0] for s in stats], axis=0)
         labeled = np.sum([s[1] for s in stats], axis=0)
         predicted = np.concatenate([s[2] for s in stats])
         skew = distribution_skew(pool)
-        n_quota = round(quota_share(skew, options.skew_floor, options.skew_full) * batch_size)
-        info.update(pool_skew=skew, quota_slots=n_quota)
+        share = quota_share(skew, options.skew_floor, options.skew_full)
+        n_discovery = round(options.discovery_share * share * batch_size)
+        info.update(pool_skew=skew)
+        found = np.empty(0, dtype=np.int64)
+        if n_discovery:
+            found, slots = self._discover(
+                shards, passes, head, labeled, n_discovery, options, seed=seed, deadline=deadline, info=info
+            )
+            labeled = labeled + slots
+            keep = ~np.isin(rows, found)
+            rows, Z, predicted = rows[keep], Z[keep], predicted[keep]
+        rest = batch_size - len(found)
+        n_quota = round(share * rest)
+        info["quota_slots"] = n_quota
         if n_quota == 0:
-            return super()._choose(
-                shards, passes, rows, Z, options, batch_size=batch_size, seed=seed, deadline=deadline, info=info
+            if not rest:
+                return found
+            return np.concatenate(
+                [
+                    found,
+                    super()._choose(
+                        shards,
+                        passes,
+                        rows,
+                        Z,
+                        options,
+                        head=head,
+                        batch_size=rest,
+                        seed=seed,
+                        deadline=deadline,
+                        info=info,
+                    ),
+                ]
             )
         capacity = np.bincount(predicted, minlength=len(pool))
         rate = capacity / np.maximum(pool - labeled, 1)  # how uncertain the class is, whatever its size
@@ -201,13 +405,84 @@ class BalancedDropQuery(DropQuery):
                 members = np.flatnonzero(predicted == c)
                 picked.append(members[self._nearest_to_centroids(Z[members], q, options, class_seed, deadline)])
         chosen = np.concatenate(picked)
-        rest = batch_size - len(chosen)
-        if rest:
+        left = rest - len(chosen)
+        if left:
             others = np.setdiff1d(np.arange(len(rows)), chosen)
             chosen = np.concatenate(
-                [chosen, others[self._nearest_to_centroids(Z[others], rest, options, next(seeds), deadline)]]
+                [chosen, others[self._nearest_to_centroids(Z[others], left, options, next(seeds), deadline)]]
             )
-        return chosen
+        return np.concatenate([found, rows[chosen]])
+
+    def _discover(
+        self,
+        shards: Any,
+        passes: DropoutPasses,
+        head: Any,
+        labeled: np.ndarray,
+        n: int,
+        options: Any,
+        *,
+        seed: int,
+        deadline: Any,
+        info: dict[str, Any],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(global rows, slots per class)``: ``n`` selectable rows chosen over the whole pool for the least-labeled
+        predicted classes (fewer only if the pool has fewer selectable rows than asked)."""
+        n_classes = len(labeled)
+        slots = class_quotas(labeled, np.full(n_classes, n), n)
+        order = [int(c) for c in np.lexsort((np.arange(n_classes), labeled)) if slots[c]]  # least labeled first
+        taken: set[int] = set()
+        found: list[int] = []
+        boundary_slots = {c: int(slots[c]) for c in order}
+        if options.discovery == "coverage":
+            unseen = [c for c in order if labeled[c] == 0]
+            n_cover = sum(boundary_slots.pop(c) for c in unseen)
+            if n_cover:
+                cover_seed, sample_seed = (int(s) for s in np.random.SeedSequence([seed, 0xC0]).generate_state(2))
+                n_rows = shards.n_rows
+                fraction = min(1.0, COVERAGE_SAMPLE / max(n_rows, 1))
+                s_rows, s_X, s_status = join(
+                    shards.map(sample_rows, fraction, sample_seed, labeled_fraction=1.0, deadline=deadline)
+                )
+                s_Z = normalised_embedding(head, s_X, np.arange(len(s_rows)), deadline=deadline)
+                picks = coverage_picks(
+                    s_rows,
+                    s_Z,
+                    (s_status & LABELED) != 0,
+                    s_status == 0,
+                    n_cover,
+                    options.coverage_clusters,
+                    options=options,
+                    seed=cover_seed,
+                    deadline=deadline,
+                )
+                found.extend(int(r) for r in picks)
+                taken.update(found)
+                info["coverage_rows"] = len(picks)
+                for i in range(n_cover - len(picks)):  # too few unlabeled clusters: the rest go to the boundaries
+                    c = unseen[i % len(unseen)]
+                    boundary_slots[c] = boundary_slots.get(c, 0) + 1
+        rankings: dict[int, np.ndarray] = {}
+        similar: list[int] = []
+        if options.discovery == "similar" and boundary_slots:
+            targets = np.asarray(sorted(boundary_slots))
+            _, a_y, a_Z = join(shards.map(labeled_anchors, passes, head, targets, deadline=deadline))
+            similar = [c for c in boundary_slots if np.any(a_y == c)]
+            if similar:
+                anchors = [a_Z[a_y == c] for c in similar]
+                k = n + len(found)
+                parts = shards.map(class_similar_rows, passes, head, anchors, k, deadline=deadline)
+                for i, c in enumerate(similar):
+                    rankings[c] = merge_ranked([p[i] for p in parts])
+        rest = [c for c in boundary_slots if c not in rankings]
+        if rest:
+            k = n + len(found)
+            parts = shards.map(class_boundary_rows, passes, np.asarray(rest), k, deadline=deadline)
+            for i, c in enumerate(rest):
+                rankings[c] = merge_ranked([p[i] for p in parts])
+        found.extend(round_robin({c: rankings[c] for c in boundary_slots}, boundary_slots, taken))
+        info.update(discovery_rows=len(found), discovery_slots=slots.tolist())
+        return np.asarray(found, dtype=np.int64), slots
 
     @staticmethod
     def _nearest_to_centroids(Z: np.ndarray, k: int, options: Any, seed: int, deadline) -> np.ndarray:
