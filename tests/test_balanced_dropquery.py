@@ -216,7 +216,11 @@ def test_constructor_values_meet_the_same_bounds_at_select(long_tail):
 
 
 # -- discovery: rows over the whole pool, outside DropQuery's candidates ----------------------------------------------
-MODES = ("boundary", "similar", "coverage")
+MODES = ("boundary", "similar", "coverage", "margin")  # discovery=boundary|similar, discovery_unseen=coverage|margin
+
+
+def mode_options(mode):
+    return {"discovery": mode} if mode in ("boundary", "similar") else {"discovery_unseen": mode}
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +231,7 @@ def unseen_tail():
 
 
 def discovering(mode, **kw):
-    return BalancedDropQuery(discovery_share=0.5, discovery=mode, coverage_clusters=20, **kw)
+    return BalancedDropQuery(discovery_share=0.5, coverage_clusters=20, **mode_options(mode), **kw)
 
 
 def candidate_rows(X, status, head, sel, *, pass_seed):
@@ -283,7 +287,7 @@ def test_without_discovery_share_the_batch_is_the_one_before_discovery_existed(u
     X, y, head = unseen_tail
     status = status_from_labels(y)
     for mode in MODES:
-        sel = select(BalancedDropQuery(discovery=mode), X, status, head, seed=3)
+        sel = select(BalancedDropQuery(**mode_options(mode)), X, status, head, seed=3)
         assert "discovery_rows" not in sel.info
         np.testing.assert_array_equal(sel.rows, select(BalancedDropQuery(), X, status, head, seed=3).rows)
 
@@ -292,7 +296,7 @@ def test_without_discovery_share_the_batch_is_the_one_before_discovery_existed(u
 def test_a_balanced_pool_gets_dropquerys_batch_even_with_discovery(balanced, mode):
     X, y, head = balanced
     status = status_from_labels(y)
-    sel = select(BalancedDropQuery(discovery_share=1.0, discovery=mode), X, status, head, seed=4)
+    sel = select(BalancedDropQuery(discovery_share=1.0, **mode_options(mode)), X, status, head, seed=4)
     assert sel.info["pool_skew"] < 0.1 and "discovery_rows" not in sel.info
     np.testing.assert_array_equal(sel.rows, select(DropQuery(), X, status, head, seed=4).rows)
 
@@ -367,6 +371,8 @@ def test_round_robin_takes_turns_and_skips_taken_rows():
         ({"discovery_share": 1.5}, "discovery_share"),
         ({"discovery_share": -0.1}, "discovery_share"),
         ({"discovery": "oracle"}, "discovery"),
+        ({"discovery": "coverage"}, "discovery"),
+        ({"discovery_unseen": "similar"}, "discovery_unseen"),
         ({"coverage_clusters": 1}, "coverage_clusters"),
         ({"coverage_clusters": 10_000}, "coverage_clusters"),
     ],

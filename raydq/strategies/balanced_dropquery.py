@@ -104,8 +104,6 @@ def class_statistics(
 
 
 # -- discovery: rows chosen over the whole pool, outside DropQuery's candidates ---------------------------------------
-#: The discovery sources ``BalancedDropQuery(discovery=...)`` accepts.
-DISCOVERY_MODES = ("boundary", "similar", "coverage")
 #: At most this many pool rows (a row-keyed sample) are clustered by ``discovery="coverage"``.
 COVERAGE_SAMPLE = 20_000
 
@@ -140,6 +138,26 @@ def class_boundary_rows(
                 np.concatenate([best_scores[i], score]), np.concatenate([best_rows[i], rows]), k
             )
     return list(zip(best_rows, best_scores, strict=True))
+
+
+def margin_rows(shard: ArrayShard, passes: DropoutPasses, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(global rows, scores)`` of this shard's ``k`` selectable rows with the smallest softmax margin (top-1 minus
+    top-2 probability), whichever classes they fall between: where a class nobody has labeled hides when it lies
+    between classes the head knows (margin sampling finds such classes early). Chunked on the global grid."""
+    best_rows, best_scores = np.empty(0, np.int64), np.empty(0, np.float32)
+    for start, stop in shard.grid_chunks(passes.chunk_rows):
+        local = start + np.flatnonzero(shard.selectable[start:stop])
+        if not len(local):
+            continue
+        logits = shard.chunk(start, stop)[local - start] @ passes.W + passes.b
+        P = np.exp(logits - logits.max(axis=1, keepdims=True))
+        P /= P.sum(axis=1, keepdims=True)
+        top2 = np.partition(P, P.shape[1] - 2, axis=1)[:, -2:] if P.shape[1] > 1 else np.c_[np.zeros(len(P)), P]
+        score = (top2[:, 1] - top2[:, 0]).astype(np.float32)
+        best_rows, best_scores = _take_smallest(
+            np.concatenate([best_scores, score]), np.concatenate([best_rows, shard.global_rows(local)]), k
+        )
+    return best_rows, best_scores
 
 
 def labeled_anchors(
@@ -269,14 +287,16 @@ class BalancedDropQuery(DropQuery):
         over pool rows predicted as it). 0: labeled counts alone, as BASE.
     discovery_share : float, default=0.0
         Fraction of the batch (times the skew share) chosen over the whole pool rather than among the candidates.
-    discovery : {"boundary", "similar", "coverage"}, default="boundary"
-        Where discovery rows come from. ``boundary``: per class, the rows nearest the head's boundary of that class
-        (``class_boundary_rows``, BASE). ``similar``: the rows most similar to the labeled rows predicted as the class
-        (``class_similar_rows``, SEALS); classes with no such row use ``boundary``. ``coverage``: the slots of classes
-        with no labeled row go to clusters of a pool sample that hold no label (``coverage_picks``), the rest to
-        ``boundary``.
+    discovery : {"boundary", "similar"}, default="boundary"
+        Where the discovery rows of a class with labeled rows (predicted as it) come from. ``boundary``: the rows
+        nearest the head's boundary of that class (``class_boundary_rows``, BASE). ``similar``: the rows most similar
+        to its labeled rows (``class_similar_rows``, SEALS).
+    discovery_unseen : {"boundary", "coverage", "margin"}, default="boundary"
+        Where the discovery rows of a class with no labeled row come from: ``boundary`` as above (the head's logit
+        of a class it never saw), ``coverage``: clusters of a pool sample that hold no label (``coverage_picks``),
+        ``margin``: the pool's smallest-margin rows (``margin_rows``), shared by all such classes.
     coverage_clusters : int, default=100
-        k-means clusters of ``discovery="coverage"`` (at most the selectable rows of its sample).
+        k-means clusters of ``discovery_unseen="coverage"`` (at most the selectable rows of its sample).
     The other parameters are DropQuery's.
     """
 
@@ -297,12 +317,17 @@ class BalancedDropQuery(DropQuery):
             description="fraction of the batch (times the skew share) chosen over the whole pool, least-labeled "
             "predicted classes first, instead of among DropQuery's candidates",
         )
-        discovery: Literal["boundary", "similar", "coverage"] = Field(
+        discovery: Literal["boundary", "similar"] = Field(
             "boundary",
-            description="discovery rows: nearest each class's boundary (BASE), most similar to its labeled rows "
-            "(SEALS), or from unlabeled clusters for classes with no label",
+            description="discovery rows of a class with labeled rows: nearest its boundary (BASE) or most similar "
+            "to its labeled rows (SEALS)",
         )
-        coverage_clusters: int = Field(100, ge=2, le=500, description="k-means clusters of discovery='coverage'")
+        discovery_unseen: Literal["boundary", "coverage", "margin"] = Field(
+            "boundary",
+            description="discovery rows of a class with no labeled row: nearest its boundary, from pool clusters "
+            "no label covers, or the smallest-margin rows of the pool",
+        )
+        coverage_clusters: int = Field(100, ge=2, le=500, description="k-means clusters of discovery_unseen='coverage'")
 
         @model_validator(mode="after")
         def _floor_below_full(self):
@@ -318,6 +343,7 @@ class BalancedDropQuery(DropQuery):
         difficulty_weight: float = 0.0,
         discovery_share: float = 0.0,
         discovery: str = "boundary",
+        discovery_unseen: str = "boundary",
         coverage_clusters: int = 100,
         dropout: float = 0.75,
         n_passes: int = 3,
@@ -351,6 +377,7 @@ class BalancedDropQuery(DropQuery):
         self.difficulty_weight = difficulty_weight
         self.discovery_share = discovery_share
         self.discovery = discovery
+        self.discovery_unseen = discovery_unseen
         self.coverage_clusters = coverage_clusters
 
     def _choose(self, shards, passes, rows, Z, options, *, head, batch_size, seed, deadline, info):
@@ -433,54 +460,54 @@ class BalancedDropQuery(DropQuery):
         order = [int(c) for c in np.lexsort((np.arange(n_classes), labeled)) if slots[c]]  # least labeled first
         taken: set[int] = set()
         found: list[int] = []
-        boundary_slots = {c: int(slots[c]) for c in order}
-        if options.discovery == "coverage":
-            unseen = [c for c in order if labeled[c] == 0]
-            n_cover = sum(boundary_slots.pop(c) for c in unseen)
-            if n_cover:
-                cover_seed, sample_seed = (int(s) for s in np.random.SeedSequence([seed, 0xC0]).generate_state(2))
-                n_rows = shards.n_rows
-                fraction = min(1.0, COVERAGE_SAMPLE / max(n_rows, 1))
-                s_rows, s_X, s_status = join(
-                    shards.map(sample_rows, fraction, sample_seed, labeled_fraction=1.0, deadline=deadline)
-                )
-                s_Z = normalised_embedding(head, s_X, np.arange(len(s_rows)), deadline=deadline)
-                picks = coverage_picks(
-                    s_rows,
-                    s_Z,
-                    (s_status & LABELED) != 0,
-                    s_status == 0,
-                    n_cover,
-                    options.coverage_clusters,
-                    options=options,
-                    seed=cover_seed,
-                    deadline=deadline,
-                )
-                found.extend(int(r) for r in picks)
-                taken.update(found)
-                info["coverage_rows"] = len(picks)
-                for i in range(n_cover - len(picks)):  # too few unlabeled clusters: the rest go to the boundaries
-                    c = unseen[i % len(unseen)]
-                    boundary_slots[c] = boundary_slots.get(c, 0) + 1
+        seen = {c: int(slots[c]) for c in order if labeled[c] > 0}
+        unseen = {c: int(slots[c]) for c in order if labeled[c] == 0}
         rankings: dict[int, np.ndarray] = {}
-        similar: list[int] = []
-        if options.discovery == "similar" and boundary_slots:
-            targets = np.asarray(sorted(boundary_slots))
-            _, a_y, a_Z = join(shards.map(labeled_anchors, passes, head, targets, deadline=deadline))
-            similar = [c for c in boundary_slots if np.any(a_y == c)]
+        k = n  # every ranking holds enough rows for all n slots, whatever the others took
+        if unseen and options.discovery_unseen == "coverage":
+            n_cover = sum(unseen.values())
+            cover_seed, sample_seed = (int(s) for s in np.random.SeedSequence([seed, 0xC0]).generate_state(2))
+            fraction = min(1.0, COVERAGE_SAMPLE / max(shards.n_rows, 1))
+            s_rows, s_X, s_status = join(
+                shards.map(sample_rows, fraction, sample_seed, labeled_fraction=1.0, deadline=deadline)
+            )
+            s_Z = normalised_embedding(head, s_X, np.arange(len(s_rows)), deadline=deadline)
+            picks = coverage_picks(
+                s_rows,
+                s_Z,
+                (s_status & LABELED) != 0,
+                s_status == 0,
+                n_cover,
+                options.coverage_clusters,
+                options=options,
+                seed=cover_seed,
+                deadline=deadline,
+            )
+            found.extend(int(r) for r in picks)
+            taken.update(found)
+            info["coverage_rows"] = len(picks)
+            left = n_cover - len(picks)  # too few unlabeled clusters: the rest go to the classes' boundaries
+            unseen = {c: left // len(unseen) + (i < left % len(unseen)) for i, c in enumerate(unseen)}
+        if unseen and options.discovery_unseen == "margin":
+            ranking = merge_ranked(shards.map(margin_rows, passes, k, deadline=deadline))
+            rankings.update(dict.fromkeys(unseen, ranking))
+        if seen and options.discovery == "similar":
+            _, a_y, a_Z = join(shards.map(labeled_anchors, passes, head, np.asarray(sorted(seen)), deadline=deadline))
+            similar = [c for c in seen if np.any(a_y == c)]
             if similar:
-                anchors = [a_Z[a_y == c] for c in similar]
-                k = n + len(found)
-                parts = shards.map(class_similar_rows, passes, head, anchors, k, deadline=deadline)
+                parts = shards.map(
+                    class_similar_rows, passes, head, [a_Z[a_y == c] for c in similar], k, deadline=deadline
+                )
                 for i, c in enumerate(similar):
                     rankings[c] = merge_ranked([p[i] for p in parts])
-        rest = [c for c in boundary_slots if c not in rankings]
+        slots_left = {c: q for c, q in {**unseen, **seen}.items() if q > 0}
+        slots_left = {c: slots_left[c] for c in order if c in slots_left}  # least labeled first
+        rest = [c for c in slots_left if c not in rankings]
         if rest:
-            k = n + len(found)
             parts = shards.map(class_boundary_rows, passes, np.asarray(rest), k, deadline=deadline)
             for i, c in enumerate(rest):
                 rankings[c] = merge_ranked([p[i] for p in parts])
-        found.extend(round_robin({c: rankings[c] for c in boundary_slots}, boundary_slots, taken))
+        found.extend(round_robin({c: rankings[c] for c in slots_left}, slots_left, taken))
         info.update(discovery_rows=len(found), discovery_slots=slots.tolist())
         return np.asarray(found, dtype=np.int64), slots
 
