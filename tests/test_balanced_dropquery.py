@@ -17,6 +17,7 @@ from raydq.strategies.balanced_dropquery import (
     class_similar_rows,
     coverage_picks,
     distribution_skew,
+    margin_rows,
     merge_ranked,
     quota_share,
     round_robin,
@@ -216,11 +217,11 @@ def test_constructor_values_meet_the_same_bounds_at_select(long_tail):
 
 
 # -- discovery: rows over the whole pool, outside DropQuery's candidates ----------------------------------------------
-MODES = ("boundary", "similar", "coverage", "margin")  # discovery=boundary|similar, discovery_unseen=coverage|margin
+MODES = ("boundary", "likely", "similar", "coverage", "margin")  # discovery=..., discovery_unseen=coverage|margin
 
 
 def mode_options(mode):
-    return {"discovery": mode} if mode in ("boundary", "similar") else {"discovery_unseen": mode}
+    return {"discovery": mode} if mode in ("boundary", "likely", "similar") else {"discovery_unseen": mode}
 
 
 @pytest.fixture(scope="module")
@@ -324,6 +325,34 @@ def test_boundary_rows_are_the_smallest_logit_gaps_merged_over_shards(unseen_tai
         np.testing.assert_array_equal(rows, np.argsort(gap, kind="stable")[:8])
         np.testing.assert_allclose(scores, gap[rows], rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(merge_ranked([p[i] for p in parts])[:8], rows)
+
+
+def test_signed_boundary_rows_put_the_rows_called_the_class_most_surely_first(unseen_tail):
+    X, y, head = unseen_tail
+    status = status_from_labels(y)
+    W, b = head.affine()
+    logits = X @ W + b
+    shard = LocalShardSet.from_arrays(X, status).shards[0]
+    ((rows, scores),) = class_boundary_rows(shard, DropoutPasses(W, b, 0.75, 3, 0, 64), np.array([1]), 5, signed=True)
+    gap = np.delete(logits, 1, axis=1).max(axis=1) - logits[:, 1]
+    gap[status != 0] = np.inf
+    np.testing.assert_array_equal(rows, np.argsort(gap, kind="stable")[:5])
+    assert (head.predict(X[rows]) == 1).all() and (scores < 0).all()
+
+
+def test_margin_rows_are_the_smallest_probability_margins(unseen_tail):
+    X, y, head = unseen_tail
+    status = status_from_labels(y)
+    W, b = head.affine()
+    P = head.predict_proba(X)
+    top = np.sort(P, axis=1)
+    margin = top[:, -1] - top[:, -2]
+    margin[status != 0] = np.inf
+    passes = DropoutPasses(W, b, 0.75, 3, 0, 64)
+    rows, _ = margin_rows(LocalShardSet.from_arrays(X, status).shards[0], passes, 7)
+    np.testing.assert_array_equal(np.sort(rows), np.sort(np.argsort(margin)[:7]))
+    parts = [margin_rows(s, passes, 7) for s in LocalShardSet.from_arrays(X, status, n_shards=3).shards]
+    np.testing.assert_array_equal(merge_ranked(parts)[:7], rows)
 
 
 def test_similar_rows_are_the_nearest_to_the_anchors(unseen_tail):

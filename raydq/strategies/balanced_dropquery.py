@@ -116,12 +116,14 @@ def _take_smallest(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.nda
 
 
 def class_boundary_rows(
-    shard: ArrayShard, passes: DropoutPasses, classes: np.ndarray, k: int
+    shard: ArrayShard, passes: DropoutPasses, classes: np.ndarray, k: int, *, signed: bool = False
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each class ``c`` of ``classes``, ``(global rows, scores)`` of this shard's ``k`` selectable rows nearest
     the head's boundary of ``c``: score ``|logit_c - max_{j != c} logit_j|`` (BASE, Emam et al. 2021; the rows the
-    head nearly calls ``c`` and the ones it calls ``c`` with the least margin), smallest first. Logits are computed
-    on the global chunk grid, so a row's score does not depend on how the pool is split."""
+    head nearly calls ``c`` and the ones it calls ``c`` with the least margin), smallest first. With ``signed`` the
+    score is ``max_{j != c} logit_j - logit_c``: the rows the head calls ``c`` most surely come first, then the ones it
+    nearly calls ``c``. Logits are computed on the global chunk grid, so a row's score does not depend on how the pool
+    is split."""
     classes = np.asarray(classes, dtype=np.int64)
     best_rows = [np.empty(0, np.int64) for _ in classes]
     best_scores = [np.empty(0, np.float32) for _ in classes]
@@ -133,7 +135,8 @@ def class_boundary_rows(
         rows = shard.global_rows(local)
         for i, c in enumerate(classes.tolist()):
             others = np.delete(logits, c, axis=1).max(axis=1)
-            score = np.abs(logits[:, c] - others).astype(np.float32)
+            gap = others - logits[:, c]
+            score = (gap if signed else np.abs(gap)).astype(np.float32)
             best_rows[i], best_scores[i] = _take_smallest(
                 np.concatenate([best_scores[i], score]), np.concatenate([best_rows[i], rows]), k
             )
@@ -287,10 +290,11 @@ class BalancedDropQuery(DropQuery):
         over pool rows predicted as it). 0: labeled counts alone, as BASE.
     discovery_share : float, default=0.0
         Fraction of the batch (times the skew share) chosen over the whole pool rather than among the candidates.
-    discovery : {"boundary", "similar"}, default="boundary"
+    discovery : {"boundary", "likely", "similar"}, default="boundary"
         Where the discovery rows of a class with labeled rows (predicted as it) come from. ``boundary``: the rows
-        nearest the head's boundary of that class (``class_boundary_rows``, BASE). ``similar``: the rows most similar
-        to its labeled rows (``class_similar_rows``, SEALS).
+        nearest the head's boundary of that class (``class_boundary_rows``, BASE). ``likely``: the smallest signed gap
+        ``max_{j != c} logit_j - logit_c`` (the rows the head calls it most surely, then those it nearly calls it).
+        ``similar``: the rows most similar to its labeled rows (``class_similar_rows``, SEALS).
     discovery_unseen : {"boundary", "coverage", "margin"}, default="boundary"
         Where the discovery rows of a class with no labeled row come from: ``boundary`` as above (the head's logit
         of a class it never saw), ``coverage``: clusters of a pool sample that hold no label (``coverage_picks``),
@@ -317,10 +321,10 @@ class BalancedDropQuery(DropQuery):
             description="fraction of the batch (times the skew share) chosen over the whole pool, least-labeled "
             "predicted classes first, instead of among DropQuery's candidates",
         )
-        discovery: Literal["boundary", "similar"] = Field(
+        discovery: Literal["boundary", "likely", "similar"] = Field(
             "boundary",
-            description="discovery rows of a class with labeled rows: nearest its boundary (BASE) or most similar "
-            "to its labeled rows (SEALS)",
+            description="discovery rows of a class with labeled rows: nearest its boundary (BASE), the rows the head "
+            "calls it most surely, or most similar to its labeled rows (SEALS)",
         )
         discovery_unseen: Literal["boundary", "coverage", "margin"] = Field(
             "boundary",
@@ -504,9 +508,13 @@ class BalancedDropQuery(DropQuery):
         slots_left = {c: slots_left[c] for c in order if c in slots_left}  # least labeled first
         rest = [c for c in slots_left if c not in rankings]
         if rest:
-            parts = shards.map(class_boundary_rows, passes, np.asarray(rest), k, deadline=deadline)
-            for i, c in enumerate(rest):
-                rankings[c] = merge_ranked([p[i] for p in parts])
+            signed = [c for c in rest if options.discovery == "likely" and c in seen]
+            for group, sign in ((signed, True), ([c for c in rest if c not in signed], False)):
+                if not group:
+                    continue
+                parts = shards.map(class_boundary_rows, passes, np.asarray(group), k, signed=sign, deadline=deadline)
+                for i, c in enumerate(group):
+                    rankings[c] = merge_ranked([p[i] for p in parts])
         found.extend(round_robin({c: rankings[c] for c in slots_left}, slots_left, taken))
         info.update(discovery_rows=len(found), discovery_slots=slots.tolist())
         return np.asarray(found, dtype=np.int64), slots
