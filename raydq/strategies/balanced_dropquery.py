@@ -294,7 +294,9 @@ class BalancedDropQuery(DropQuery):
         Where the discovery rows of a class with labeled rows (predicted as it) come from. ``boundary``: the rows
         nearest the head's boundary of that class (``class_boundary_rows``, BASE). ``likely``: the smallest signed gap
         ``max_{j != c} logit_j - logit_c`` (the rows the head calls it most surely, then those it nearly calls it).
-        ``similar``: the rows most similar to its labeled rows (``class_similar_rows``, SEALS).
+        ``similar``: the rows most similar to its labeled rows (``class_similar_rows``, SEALS). ``none``: discovery
+        rows only for classes with no labeled row (all the discovery slots shared among them; none once every class
+        has a label).
     discovery_unseen : {"boundary", "coverage", "margin"}, default="boundary"
         Where the discovery rows of a class with no labeled row come from: ``boundary`` as above (the head's logit
         of a class it never saw), ``coverage``: clusters of a pool sample that hold no label (``coverage_picks``),
@@ -321,10 +323,11 @@ class BalancedDropQuery(DropQuery):
             description="fraction of the batch (times the skew share) chosen over the whole pool, least-labeled "
             "predicted classes first, instead of among DropQuery's candidates",
         )
-        discovery: Literal["boundary", "likely", "similar"] = Field(
+        discovery: Literal["boundary", "likely", "similar", "none"] = Field(
             "boundary",
             description="discovery rows of a class with labeled rows: nearest its boundary (BASE), the rows the head "
-            "calls it most surely, or most similar to its labeled rows (SEALS)",
+            "calls it most surely, most similar to its labeled rows (SEALS), or none (discovery only for classes "
+            "with no labeled row)",
         )
         discovery_unseen: Literal["boundary", "coverage", "margin"] = Field(
             "boundary",
@@ -460,7 +463,8 @@ class BalancedDropQuery(DropQuery):
         """``(global rows, slots per class)``: ``n`` selectable rows chosen over the whole pool for the least-labeled
         predicted classes (fewer only if the pool has fewer selectable rows than asked)."""
         n_classes = len(labeled)
-        slots = class_quotas(labeled, np.full(n_classes, n), n)
+        open_ = labeled == 0 if options.discovery == "none" else np.ones(n_classes, bool)
+        slots = class_quotas(labeled, np.where(open_, n, 0), n)
         order = [int(c) for c in np.lexsort((np.arange(n_classes), labeled)) if slots[c]]  # least labeled first
         taken: set[int] = set()
         found: list[int] = []
