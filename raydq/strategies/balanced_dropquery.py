@@ -294,7 +294,7 @@ class BalancedDropQuery(DropQuery):
         Where the discovery rows of a class with labeled rows (predicted as it) come from. ``boundary``: the rows
         nearest the head's boundary of that class (``class_boundary_rows``, BASE). ``likely``: the smallest signed gap
         ``max_{j != c} logit_j - logit_c`` (the rows the head calls it most surely, then those it nearly calls it).
-        ``similar``: the rows most similar to its labeled rows (``class_similar_rows``, SEALS). ``none``: discovery
+        ``similar``: the rows most similar to its labeled rows (``class_similar_rows``, SEALS). ``off``: discovery
         rows only for classes with no labeled row (all the discovery slots shared among them; none once every class
         has a label).
     discovery_unseen : {"boundary", "coverage", "margin"}, default="boundary"
@@ -323,10 +323,10 @@ class BalancedDropQuery(DropQuery):
             description="fraction of the batch (times the skew share) chosen over the whole pool, least-labeled "
             "predicted classes first, instead of among DropQuery's candidates",
         )
-        discovery: Literal["boundary", "likely", "similar", "none"] = Field(
+        discovery: Literal["boundary", "likely", "similar", "off"] = Field(
             "boundary",
             description="discovery rows of a class with labeled rows: nearest its boundary (BASE), the rows the head "
-            "calls it most surely, most similar to its labeled rows (SEALS), or none (discovery only for classes "
+            "calls it most surely, most similar to its labeled rows (SEALS), or off (discovery only for classes "
             "with no labeled row)",
         )
         discovery_unseen: Literal["boundary", "coverage", "margin"] = Field(
@@ -463,7 +463,7 @@ class BalancedDropQuery(DropQuery):
         """``(global rows, slots per class)``: ``n`` selectable rows chosen over the whole pool for the least-labeled
         predicted classes (fewer only if the pool has fewer selectable rows than asked)."""
         n_classes = len(labeled)
-        open_ = labeled == 0 if options.discovery == "none" else np.ones(n_classes, bool)
+        open_ = labeled == 0 if options.discovery == "off" else np.ones(n_classes, bool)
         slots = class_quotas(labeled, np.where(open_, n, 0), n)
         order = [int(c) for c in np.lexsort((np.arange(n_classes), labeled)) if slots[c]]  # least labeled first
         taken: set[int] = set()
