@@ -409,3 +409,17 @@ def test_round_robin_takes_turns_and_skips_taken_rows():
 def test_bad_discovery_options_are_refused_naming_the_option(options, field):
     with pytest.raises(ValidationError, match=field):
         BalancedDropQuery.validate_options(options)
+
+
+def test_discovery_off_gives_slots_only_to_classes_without_labels(unseen_tail, long_tail):
+    X, y, head = unseen_tail
+    status = status_from_labels(y)
+    sel = select(BalancedDropQuery(discovery_share=0.5, discovery="off", discovery_unseen="margin"), X, status, head)
+    labeled = np.bincount(head.predict(X[y >= 0]), minlength=4)
+    slots = np.array(sel.info["discovery_slots"])
+    assert slots.sum() == 6 and (slots[labeled > 0] == 0).all() and sel.info["discovery_rows"] == 6
+    X, y, head = long_tail  # every class has a labeled row: no discovery at all, the quotas get the whole batch
+    status = status_from_labels(y)
+    sel = select(BalancedDropQuery(discovery_share=0.5, discovery="off"), X, status, head, seed=3)
+    assert sel.info["discovery_rows"] == 0 and sel.info["quota_slots"] == 12
+    np.testing.assert_array_equal(sel.rows, select(BalancedDropQuery(), X, status, head, seed=3).rows)
