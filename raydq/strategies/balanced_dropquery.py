@@ -300,7 +300,9 @@ class BalancedDropQuery(DropQuery):
     discovery_unseen : {"boundary", "coverage", "margin"}, default="boundary"
         Where the discovery rows of a class with no labeled row come from: ``boundary`` as above (the head's logit
         of a class it never saw), ``coverage``: clusters of a pool sample that hold no label (``coverage_picks``),
-        ``margin``: the pool's smallest-margin rows (``margin_rows``), shared by all such classes.
+        ``margin``: the pool's smallest-margin rows (``margin_rows``), shared by all such classes. ``kmeans``: no
+        rows outside the candidates; those slots are kept from the quotas and left to DropQuery's k-means over the
+        candidates (what finds new classes in plain DropQuery).
     coverage_clusters : int, default=100
         k-means clusters of ``discovery_unseen="coverage"`` (at most the selectable rows of its sample).
     The other parameters are DropQuery's.
@@ -329,10 +331,11 @@ class BalancedDropQuery(DropQuery):
             "calls it most surely, most similar to its labeled rows (SEALS), or off (discovery only for classes "
             "with no labeled row)",
         )
-        discovery_unseen: Literal["boundary", "coverage", "margin"] = Field(
+        discovery_unseen: Literal["boundary", "coverage", "margin", "kmeans"] = Field(
             "boundary",
             description="discovery rows of a class with no labeled row: nearest its boundary, from pool clusters "
-            "no label covers, or the smallest-margin rows of the pool",
+            "no label covers, the smallest-margin rows of the pool, or left to DropQuery's k-means over the "
+            "candidates (no quota)",
         )
         coverage_clusters: int = Field(100, ge=2, le=500, description="k-means clusters of discovery_unseen='coverage'")
 
@@ -397,15 +400,16 @@ class BalancedDropQuery(DropQuery):
         n_discovery = round(options.discovery_share * share * batch_size)
         info.update(pool_skew=skew)
         found = np.empty(0, dtype=np.int64)
+        reserved = 0
         if n_discovery:
-            found, slots = self._discover(
+            found, slots, reserved = self._discover(
                 shards, passes, head, labeled, n_discovery, options, seed=seed, deadline=deadline, info=info
             )
             labeled = labeled + slots
             keep = ~np.isin(rows, found)
             rows, Z, predicted = rows[keep], Z[keep], predicted[keep]
         rest = batch_size - len(found)
-        n_quota = round(share * rest)
+        n_quota = max(0, min(round(share * rest), rest - reserved))  # reserved: left to k-means over the candidates
         info["quota_slots"] = n_quota
         if n_quota == 0:
             if not rest:
@@ -459,9 +463,11 @@ class BalancedDropQuery(DropQuery):
         seed: int,
         deadline: Any,
         info: dict[str, Any],
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(global rows, slots per class)``: ``n`` selectable rows chosen over the whole pool for the least-labeled
-        predicted classes (fewer only if the pool has fewer selectable rows than asked)."""
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(global rows, slots per class, reserved)``: up to ``n`` selectable rows chosen over the whole pool for the
+        least-labeled predicted classes (fewer if the pool has fewer selectable rows than asked), and how many slots
+        of classes with no labeled row are left to DropQuery's k-means over the candidates
+        (``discovery_unseen="kmeans"``)."""
         n_classes = len(labeled)
         open_ = labeled == 0 if options.discovery == "off" else np.ones(n_classes, bool)
         slots = class_quotas(labeled, np.where(open_, n, 0), n)
@@ -496,6 +502,9 @@ class BalancedDropQuery(DropQuery):
             info["coverage_rows"] = len(picks)
             left = n_cover - len(picks)  # too few unlabeled clusters: the rest go to the classes' boundaries
             unseen = {c: left // len(unseen) + (i < left % len(unseen)) for i, c in enumerate(unseen)}
+        reserved = 0
+        if unseen and options.discovery_unseen == "kmeans":
+            reserved, unseen = sum(unseen.values()), {}
         if unseen and options.discovery_unseen == "margin":
             ranking = merge_ranked(shards.map(margin_rows, passes, k, deadline=deadline))
             rankings.update(dict.fromkeys(unseen, ranking))
@@ -521,7 +530,8 @@ class BalancedDropQuery(DropQuery):
                     rankings[c] = merge_ranked([p[i] for p in parts])
         found.extend(round_robin({c: rankings[c] for c in slots_left}, slots_left, taken))
         info.update(discovery_rows=len(found), discovery_slots=slots.tolist())
-        return np.asarray(found, dtype=np.int64), slots
+        info["discovery_reserved"] = reserved
+        return np.asarray(found, dtype=np.int64), slots, reserved
 
     @staticmethod
     def _nearest_to_centroids(Z: np.ndarray, k: int, options: Any, seed: int, deadline) -> np.ndarray:
