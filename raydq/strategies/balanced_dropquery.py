@@ -265,6 +265,18 @@ def coverage_picks(
     return np.asarray(out, dtype=np.int64)
 
 
+def adjusted_predictions(shard: ArrayShard, passes: DropoutPasses, rows: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``argmax(logits - shift)`` of those of the global ``rows`` (ascending) that lie in this shard, in their order:
+    post-hoc logit adjustment (Menon et al. 2021) with ``shift = tau * log(prior)``, which widens the regions of the
+    classes the head saw few labels of, so that rows of a rare class the head calls a frequent neighbour count for the
+    rare class in the quotas."""
+    local = shard.local_rows(rows)
+    if not len(local):
+        return np.empty(0, np.int64)
+    logits = np.asarray(shard.X[local], dtype=np.float32) @ passes.W + passes.b
+    return (logits - shift.astype(np.float32)).argmax(axis=1).astype(np.int64)
+
+
 class BalancedDropQuery(DropQuery):
     """DropQuery with a share of the batch given out by class quotas over predicted classes, rarest-labeled first,
     and (``discovery_share``) a part of it found over the whole pool, outside DropQuery's candidates; both grow with
@@ -305,6 +317,9 @@ class BalancedDropQuery(DropQuery):
         candidates (what finds new classes in plain DropQuery).
     coverage_clusters : int, default=100
         k-means clusters of ``discovery_unseen="coverage"`` (at most the selectable rows of its sample).
+    prior_adjust : float, default=0.0
+        Logit adjustment ``tau`` of the candidates' predicted classes used by the quotas (``adjusted_predictions``):
+        ``argmax(logit - tau * log(p))`` with ``p`` the labeled counts (+1) per predicted class, normalised.
     The other parameters are DropQuery's.
     """
 
@@ -337,6 +352,13 @@ class BalancedDropQuery(DropQuery):
             "no label covers, the smallest-margin rows of the pool, or left to DropQuery's k-means over the "
             "candidates (no quota)",
         )
+        prior_adjust: float = Field(
+            0.0,
+            ge=0.0,
+            le=4.0,
+            description="logit adjustment tau of the candidates' predicted classes in the quotas: "
+            "argmax(logit - tau * log(labeled share))",
+        )
         coverage_clusters: int = Field(100, ge=2, le=500, description="k-means clusters of discovery_unseen='coverage'")
 
         @model_validator(mode="after")
@@ -355,6 +377,7 @@ class BalancedDropQuery(DropQuery):
         discovery: str = "boundary",
         discovery_unseen: str = "boundary",
         coverage_clusters: int = 100,
+        prior_adjust: float = 0.0,
         dropout: float = 0.75,
         n_passes: int = 3,
         candidate_factor: float = 25,
@@ -389,12 +412,17 @@ class BalancedDropQuery(DropQuery):
         self.discovery = discovery
         self.discovery_unseen = discovery_unseen
         self.coverage_clusters = coverage_clusters
+        self.prior_adjust = prior_adjust
 
     def _choose(self, shards, passes, rows, Z, options, *, head, batch_size, seed, deadline, info):
         stats = shards.map(class_statistics, passes, rows, deadline=deadline)
         pool = np.sum([s[0] for s in stats], axis=0)
         labeled = np.sum([s[1] for s in stats], axis=0)
         predicted = np.concatenate([s[2] for s in stats])
+        if options.prior_adjust > 0 and len(rows):
+            shift = options.prior_adjust * np.log((labeled + 1) / (labeled + 1).sum())
+            predicted = np.concatenate(shards.map(adjusted_predictions, passes, rows, shift, deadline=deadline))
+            info["prior_adjusted"] = True
         skew = distribution_skew(pool)
         share = quota_share(skew, options.skew_floor, options.skew_full)
         n_discovery = round(options.discovery_share * share * batch_size)
