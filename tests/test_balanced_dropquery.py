@@ -12,6 +12,7 @@ from raydq.head import LinearHead
 from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS
 from raydq.strategies import MISSING_LABEL, BalancedDropQuery, DropQuery, LocalShardSet
 from raydq.strategies.balanced_dropquery import (
+    adjusted_predictions,
     class_boundary_rows,
     class_quotas,
     class_similar_rows,
@@ -423,3 +424,24 @@ def test_discovery_off_gives_slots_only_to_classes_without_labels(unseen_tail, l
     sel = select(BalancedDropQuery(discovery_share=0.5, discovery="off"), X, status, head, seed=3)
     assert sel.info["discovery_rows"] == 0 and sel.info["quota_slots"] == 12
     np.testing.assert_array_equal(sel.rows, select(BalancedDropQuery(), X, status, head, seed=3).rows)
+
+
+def test_prior_adjust_widens_the_rare_classes_and_keeps_the_contract(unseen_tail):
+    X, y, head = unseen_tail
+    status = status_from_labels(y)
+    W, b = head.affine()
+    passes = DropoutPasses(W, b, 0.75, 3, 0, 64)
+    rows = np.arange(0, len(X), 3)
+    shift = np.log(np.array([31.0, 4.0, 2.0, 1.0]) / 38.0)
+    shards = LocalShardSet.from_arrays(X, status, n_shards=3).shards
+    got = np.concatenate([adjusted_predictions(s, passes, rows, shift) for s in shards])
+    np.testing.assert_array_equal(got, (X[rows] @ W + b - shift).argmax(axis=1))
+    assert np.bincount(got, minlength=4)[0] < np.bincount(head.predict(X[rows]), minlength=4)[0]
+    one = select(BalancedDropQuery(skew_floor=0.0, skew_full=0.0, prior_adjust=1.0), X, status, head, seed=9)
+    three = select(
+        BalancedDropQuery(skew_floor=0.0, skew_full=0.0, prior_adjust=1.0), X, status, head, seed=9, n_shards=3
+    )
+    assert one.info["prior_adjusted"] and len(np.unique(one.rows)) == 12 and (status[one.rows] == 0).all()
+    np.testing.assert_array_equal(np.sort(one.rows), np.sort(three.rows))
+    plain = select(BalancedDropQuery(skew_floor=0.0, skew_full=0.0), X, status, head, seed=9)
+    assert one.info["quotas"] != plain.info["quotas"] or set(one.rows) != set(plain.rows)
