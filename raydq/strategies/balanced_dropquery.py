@@ -22,6 +22,16 @@ labeled rows the head predicts as that class (a head fitted on those rows predic
 Everything else is DropQuery's: its two shard phases and phase-1 cache, its threshold, thinning and random fill; this
 class replaces only the final choice among the gathered candidates (``DropQuery._choose``), plus one small message per
 shard (per-class counts and the y* of the gathered candidates).
+
+Discovery (``discovery_share`` > 0, off by default): the rare classes' rows are rarely among DropQuery's candidates
+(rows near the head's current boundaries), and quotas over predicted classes cannot help a class with no candidates.
+So part of the batch can be chosen over the whole unlabeled pool instead, for the least-labeled predicted classes:
+rows near a class's boundary (BASE), the rows the head calls it most surely, nearest neighbours of its labeled rows
+(SEALS), and for classes with no labeled row the pool's smallest-margin rows or clusters of a pool sample that no
+label covers. Each shard returns its top-k per class (keyed by global row), the driver merges them and fills the slots
+round-robin, least-labeled class first. ``prior_adjust`` logit-adjusts the candidates' predicted classes (Menon et
+al. 2021) so that rows of a rare class the head calls a frequent neighbour count for the rare class. Screened on
+Fashion-MNIST at imbalance 100 (docs/results/README.md): none of these beat the defaults, so they stay off.
 """
 
 from __future__ import annotations
