@@ -22,11 +22,21 @@ labeled rows the head predicts as that class (a head fitted on those rows predic
 Everything else is DropQuery's: its two shard phases and phase-1 cache, its threshold, thinning and random fill; this
 class replaces only the final choice among the gathered candidates (``DropQuery._choose``), plus one small message per
 shard (per-class counts and the y* of the gathered candidates).
+
+Discovery (``discovery_share`` > 0, off by default): the rare classes' rows are rarely among DropQuery's candidates
+(rows near the head's current boundaries), and quotas over predicted classes cannot help a class with no candidates.
+So part of the batch can be chosen over the whole unlabeled pool instead, for the least-labeled predicted classes:
+rows near a class's boundary (BASE), the rows the head calls it most surely, nearest neighbours of its labeled rows
+(SEALS), and for classes with no labeled row the pool's smallest-margin rows or clusters of a pool sample that no
+label covers. Each shard returns its top-k per class (keyed by global row), the driver merges them and fills the slots
+round-robin, least-labeled class first. ``prior_adjust`` logit-adjusts the candidates' predicted classes (Menon et
+al. 2021) so that rows of a rare class the head calls a frequent neighbour count for the rare class. Screened on
+Fashion-MNIST at imbalance 100 (docs/results/README.md): none of these beat the defaults, so they stay off.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -34,10 +44,12 @@ from pydantic import Field, model_validator
 from raydq.cluster import DEFAULT_TOL, array_module
 from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS
 from raydq.numerics.nearest import nearest_distinct_rows
+from raydq.numerics.norms import l2_normalise
 from raydq.strategies.base import RandomState
-from raydq.strategies.dropquery import DropoutPasses, DropQuery, shard_predictions
+from raydq.strategies.dropquery import DropoutPasses, DropQuery, normalised_embedding, shard_predictions
+from raydq.strategies.gather import join, sample_rows
 from raydq.strategies.kmeans import fit_kmeans
-from raydq.strategies.shards import ArrayShard
+from raydq.strategies.shards import LABELED, ArrayShard
 
 
 def class_quotas(
@@ -101,25 +113,223 @@ def class_statistics(
     return pool, labeled, y_star[shard.local_rows(rows)].astype(np.int64)
 
 
+# -- discovery: rows chosen over the whole pool, outside DropQuery's candidates ---------------------------------------
+#: At most this many pool rows (a row-keyed sample) are clustered by ``discovery="coverage"``.
+COVERAGE_SAMPLE = 20_000
+
+
+def _take_smallest(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, scores)`` of the ``k`` smallest ``(score, row)`` pairs, in that order (ties broken by the global row,
+    so the driver's merge of the shards' lists equals the whole pool's list)."""
+    order = np.lexsort((rows, scores))[:k]
+    return rows[order], scores[order]
+
+
+def class_boundary_rows(
+    shard: ArrayShard, passes: DropoutPasses, classes: np.ndarray, k: int, *, signed: bool = False
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each class ``c`` of ``classes``, ``(global rows, scores)`` of this shard's ``k`` selectable rows nearest
+    the head's boundary of ``c``: score ``|logit_c - max_{j != c} logit_j|`` (BASE, Emam et al. 2021; the rows the
+    head nearly calls ``c`` and the ones it calls ``c`` with the least margin), smallest first. With ``signed`` the
+    score is ``max_{j != c} logit_j - logit_c``: the rows the head calls ``c`` most surely come first, then the ones it
+    nearly calls ``c``. Logits are computed on the global chunk grid, so a row's score does not depend on how the pool
+    is split."""
+    classes = np.asarray(classes, dtype=np.int64)
+    best_rows = [np.empty(0, np.int64) for _ in classes]
+    best_scores = [np.empty(0, np.float32) for _ in classes]
+    for start, stop in shard.grid_chunks(passes.chunk_rows):
+        local = start + np.flatnonzero(shard.selectable[start:stop])
+        if not len(local):
+            continue
+        logits = shard.chunk(start, stop)[local - start] @ passes.W + passes.b
+        rows = shard.global_rows(local)
+        for i, c in enumerate(classes.tolist()):
+            others = np.delete(logits, c, axis=1).max(axis=1)
+            gap = others - logits[:, c]
+            score = (gap if signed else np.abs(gap)).astype(np.float32)
+            best_rows[i], best_scores[i] = _take_smallest(
+                np.concatenate([best_scores[i], score]), np.concatenate([best_rows[i], rows]), k
+            )
+    return list(zip(best_rows, best_scores, strict=True))
+
+
+def margin_rows(shard: ArrayShard, passes: DropoutPasses, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(global rows, scores)`` of this shard's ``k`` selectable rows with the smallest softmax margin (top-1 minus
+    top-2 probability), whichever classes they fall between: where a class nobody has labeled hides when it lies
+    between classes the head knows (margin sampling finds such classes early). Chunked on the global grid."""
+    best_rows, best_scores = np.empty(0, np.int64), np.empty(0, np.float32)
+    for start, stop in shard.grid_chunks(passes.chunk_rows):
+        local = start + np.flatnonzero(shard.selectable[start:stop])
+        if not len(local):
+            continue
+        logits = shard.chunk(start, stop)[local - start] @ passes.W + passes.b
+        P = np.exp(logits - logits.max(axis=1, keepdims=True))
+        P /= P.sum(axis=1, keepdims=True)
+        top2 = np.partition(P, P.shape[1] - 2, axis=1)[:, -2:] if P.shape[1] > 1 else np.c_[np.zeros(len(P)), P]
+        score = (top2[:, 1] - top2[:, 0]).astype(np.float32)
+        best_rows, best_scores = _take_smallest(
+            np.concatenate([best_scores, score]), np.concatenate([best_rows, shard.global_rows(local)]), k
+        )
+    return best_rows, best_scores
+
+
+def labeled_anchors(
+    shard: ArrayShard, passes: DropoutPasses, head: Any, classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(global rows, y*, normalised embeddings)`` of this shard's labeled rows that the head predicts as one of
+    ``classes`` (the least-labeled classes: few rows by construction)."""
+    y_star = shard_predictions(shard, passes)
+    local = np.flatnonzero(shard.labeled & np.isin(y_star, np.asarray(classes)))
+    return shard.global_rows(local), y_star[local].astype(np.int64), normalised_embedding(head, shard.X, local)
+
+
+def class_similar_rows(
+    shard: ArrayShard, passes: DropoutPasses, head: Any, anchors: list[np.ndarray], k: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each entry of ``anchors`` (normalised embeddings of labeled rows of one class), ``(global rows, scores)``
+    of this shard's ``k`` selectable rows most similar to any of them: score ``-max cosine`` (similarity search from
+    the labeled examples of a rare class, as SEALS, Coleman et al. 2022), smallest first. Chunked on the global
+    grid."""
+    best_rows = [np.empty(0, np.int64) for _ in anchors]
+    best_scores = [np.empty(0, np.float32) for _ in anchors]
+    for start, stop in shard.grid_chunks(passes.chunk_rows):
+        local = start + np.flatnonzero(shard.selectable[start:stop])
+        if not len(local):
+            continue
+        Z = l2_normalise(np.asarray(head.transform(shard.chunk(start, stop)[local - start]), np.float32), copy=False)
+        rows = shard.global_rows(local)
+        for i, A in enumerate(anchors):
+            score = -(Z @ A.T).max(axis=1).astype(np.float32)
+            best_rows[i], best_scores[i] = _take_smallest(
+                np.concatenate([best_scores[i], score]), np.concatenate([best_rows[i], rows]), k
+            )
+    return list(zip(best_rows, best_scores, strict=True))
+
+
+def merge_ranked(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The shards' ``(rows, scores)`` lists of one class merged into one ranking, best first."""
+    rows = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    scores = np.concatenate([p[1] for p in parts])
+    return rows[np.lexsort((rows, scores))]
+
+
+def round_robin(rankings: dict[int, np.ndarray], slots: dict[int, int], taken: set[int]) -> list[int]:
+    """Rows from per-class rankings: ``slots[c]`` per class, one class after the other in turn (the classes in the
+    order ``slots`` lists them), each class's best row not already ``taken`` (updated in place)."""
+    out: list[int] = []
+    cursor = dict.fromkeys(rankings, 0)
+    left = {c: n for c, n in slots.items() if n > 0}
+    while left:
+        for c in list(left):
+            ranking = rankings[c]
+            while cursor[c] < len(ranking) and int(ranking[cursor[c]]) in taken:
+                cursor[c] += 1
+            if cursor[c] == len(ranking):
+                del left[c]
+                continue
+            row = int(ranking[cursor[c]])
+            taken.add(row)
+            out.append(row)
+            left[c] -= 1
+            if not left[c]:
+                del left[c]
+    return out
+
+
+def coverage_picks(
+    rows: np.ndarray,
+    Z: np.ndarray,
+    labeled: np.ndarray,
+    selectable: np.ndarray,
+    n: int,
+    n_clusters: int,
+    *,
+    options: Any,
+    seed: int,
+    deadline: Any,
+) -> np.ndarray:
+    """Up to ``n`` of ``rows`` (a pool sample with its normalised embeddings ``Z``) in regions no label covers:
+    k-means with ``n_clusters`` clusters over the sample; clusters holding no labeled row are ranked by
+    size x squared distance from their centroid to the nearest labeled row (dense and far from every label: where a
+    class nobody has labeled would be), and each of the best ``n`` gives its selectable row nearest the centroid."""
+    n_clusters = min(n_clusters, int(selectable.sum()))
+    if n <= 0 or n_clusters < 1 or not labeled.any():
+        return np.empty(0, np.int64)
+    km = fit_kmeans(Z, n_clusters, niter=options.kmeans_niter, tol=options.kmeans_tol, seed=seed, deadline=deadline)
+    C = np.asarray(km.centroids, dtype=np.float32)
+    d2 = (Z**2).sum(1)[:, None] - 2 * Z @ C.T + (C**2).sum(1)[None, :]
+    assign = d2.argmin(axis=1)
+    size = np.bincount(assign[selectable], minlength=len(C))
+    covered = np.zeros(len(C), bool)
+    covered[assign[labeled]] = True
+    L = Z[labeled]
+    novelty = ((C**2).sum(1)[:, None] - 2 * C @ L.T + (L**2).sum(1)[None, :]).min(axis=1)
+    score = np.where(covered | (size == 0), -np.inf, size * np.maximum(novelty, 0))
+    order = np.lexsort((np.arange(len(C)), -score))
+    out = []
+    for j in order[:n]:
+        if not np.isfinite(score[j]):
+            break
+        members = np.flatnonzero((assign == j) & selectable)
+        out.append(int(rows[members[np.argmin(d2[members, j])]]))
+    return np.asarray(out, dtype=np.int64)
+
+
+def adjusted_predictions(shard: ArrayShard, passes: DropoutPasses, rows: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``argmax(logits - shift)`` of those of the global ``rows`` (ascending) that lie in this shard, in their order:
+    post-hoc logit adjustment (Menon et al. 2021) with ``shift = tau * log(prior)``, which widens the regions of the
+    classes the head saw few labels of, so that rows of a rare class the head calls a frequent neighbour count for the
+    rare class in the quotas."""
+    local = shard.local_rows(rows)
+    if not len(local):
+        return np.empty(0, np.int64)
+    logits = np.asarray(shard.X[local], dtype=np.float32) @ passes.W + passes.b
+    return (logits - shift.astype(np.float32)).argmax(axis=1).astype(np.int64)
+
+
 class BalancedDropQuery(DropQuery):
-    """DropQuery with a share of the batch given out by class quotas over predicted classes, rarest-labeled first;
-    the share grows with the skew of the pool's predicted-class distribution (none on a balanced pool).
+    """DropQuery with a share of the batch given out by class quotas over predicted classes, rarest-labeled first,
+    and (``discovery_share``) a part of it found over the whole pool, outside DropQuery's candidates; both grow with
+    the skew of the pool's predicted-class distribution (none on a balanced pool).
 
     Steps 1-4 are DropQuery's (see there). Step 5 on the gathered candidates: ``share = quota_share(skew,
-    skew_floor, skew_full)``; ``round(share * batch_size)`` slots are shared out by ``class_quotas`` (labeled counts
-    per predicted class, each class capped by its candidates, preference = candidate rate ** ``difficulty_weight``)
-    and filled per class by k-means on that class's candidates, the candidate nearest each centroid; k-means over the
-    remaining candidates picks the rest, as DropQuery does.
+    skew_floor, skew_full)``. First ``round(discovery_share * share * batch_size)`` discovery rows: slots water-filled
+    over the predicted labeled counts (the least-labeled classes first) and filled round-robin over those classes
+    from rankings over every selectable row of the pool (``discovery``: ``boundary``, ``similar`` or ``coverage``).
+    Then, over the candidates left, ``round(share * rest)`` slots are shared out by ``class_quotas`` (labeled counts
+    plus the discovery slots per predicted class, each class capped by its candidates, preference = candidate rate **
+    ``difficulty_weight``) and filled per class by k-means on that class's candidates, the candidate nearest each
+    centroid; k-means over the remaining candidates picks the rest, as DropQuery does.
 
     Parameters
     ----------
     skew_floor : float, default=0.1
         Pool skew (``distribution_skew`` of y* over the pool) up to which the batch is exactly DropQuery's.
     skew_full : float, default=0.25
-        Pool skew from which the whole batch is shared out by quotas.
+        Pool skew from which the whole batch is shared out by quotas (and discovery at its full share).
     difficulty_weight : float, default=0.0
         Exponent of each class's preference in ``class_quotas``: its candidate rate (candidates predicted as the class
         over pool rows predicted as it). 0: labeled counts alone, as BASE.
+    discovery_share : float, default=0.0
+        Fraction of the batch (times the skew share) chosen over the whole pool rather than among the candidates.
+    discovery : {"boundary", "likely", "similar"}, default="boundary"
+        Where the discovery rows of a class with labeled rows (predicted as it) come from. ``boundary``: the rows
+        nearest the head's boundary of that class (``class_boundary_rows``, BASE). ``likely``: the smallest signed gap
+        ``max_{j != c} logit_j - logit_c`` (the rows the head calls it most surely, then those it nearly calls it).
+        ``similar``: the rows most similar to its labeled rows (``class_similar_rows``, SEALS). ``off``: discovery
+        rows only for classes with no labeled row (all the discovery slots shared among them; none once every class
+        has a label).
+    discovery_unseen : {"boundary", "coverage", "margin"}, default="boundary"
+        Where the discovery rows of a class with no labeled row come from: ``boundary`` as above (the head's logit
+        of a class it never saw), ``coverage``: clusters of a pool sample that hold no label (``coverage_picks``),
+        ``margin``: the pool's smallest-margin rows (``margin_rows``), shared by all such classes. ``kmeans``: no
+        rows outside the candidates; those slots are kept from the quotas and left to DropQuery's k-means over the
+        candidates (what finds new classes in plain DropQuery).
+    coverage_clusters : int, default=100
+        k-means clusters of ``discovery_unseen="coverage"`` (at most the selectable rows of its sample).
+    prior_adjust : float, default=0.0
+        Logit adjustment ``tau`` of the candidates' predicted classes used by the quotas (``adjusted_predictions``):
+        ``argmax(logit - tau * log(p))`` with ``p`` the labeled counts (+1) per predicted class, normalised.
     The other parameters are DropQuery's.
     """
 
@@ -133,6 +343,33 @@ class BalancedDropQuery(DropQuery):
         difficulty_weight: float = Field(
             0.0, ge=0.0, le=4.0, description="weight of each class's candidate rate against its labeled count"
         )
+        discovery_share: float = Field(
+            0.0,
+            ge=0.0,
+            le=1.0,
+            description="fraction of the batch (times the skew share) chosen over the whole pool, least-labeled "
+            "predicted classes first, instead of among DropQuery's candidates",
+        )
+        discovery: Literal["boundary", "likely", "similar", "off"] = Field(
+            "boundary",
+            description="discovery rows of a class with labeled rows: nearest its boundary (BASE), the rows the head "
+            "calls it most surely, most similar to its labeled rows (SEALS), or off (discovery only for classes "
+            "with no labeled row)",
+        )
+        discovery_unseen: Literal["boundary", "coverage", "margin", "kmeans"] = Field(
+            "boundary",
+            description="discovery rows of a class with no labeled row: nearest its boundary, from pool clusters "
+            "no label covers, the smallest-margin rows of the pool, or left to DropQuery's k-means over the "
+            "candidates (no quota)",
+        )
+        prior_adjust: float = Field(
+            0.0,
+            ge=0.0,
+            le=4.0,
+            description="logit adjustment tau of the candidates' predicted classes in the quotas: "
+            "argmax(logit - tau * log(labeled share))",
+        )
+        coverage_clusters: int = Field(100, ge=2, le=500, description="k-means clusters of discovery_unseen='coverage'")
 
         @model_validator(mode="after")
         def _floor_below_full(self):
@@ -146,6 +383,11 @@ class BalancedDropQuery(DropQuery):
         skew_floor: float = 0.1,
         skew_full: float = 0.25,
         difficulty_weight: float = 0.0,
+        discovery_share: float = 0.0,
+        discovery: str = "boundary",
+        discovery_unseen: str = "boundary",
+        coverage_clusters: int = 100,
+        prior_adjust: float = 0.0,
         dropout: float = 0.75,
         n_passes: int = 3,
         candidate_factor: float = 25,
@@ -176,18 +418,56 @@ class BalancedDropQuery(DropQuery):
         self.skew_floor = skew_floor
         self.skew_full = skew_full
         self.difficulty_weight = difficulty_weight
+        self.discovery_share = discovery_share
+        self.discovery = discovery
+        self.discovery_unseen = discovery_unseen
+        self.coverage_clusters = coverage_clusters
+        self.prior_adjust = prior_adjust
 
-    def _choose(self, shards, passes, rows, Z, options, *, batch_size, seed, deadline, info):
+    def _choose(self, shards, passes, rows, Z, options, *, head, batch_size, seed, deadline, info):
         stats = shards.map(class_statistics, passes, rows, deadline=deadline)
         pool = np.sum([s[0] for s in stats], axis=0)
         labeled = np.sum([s[1] for s in stats], axis=0)
         predicted = np.concatenate([s[2] for s in stats])
+        if options.prior_adjust > 0 and len(rows):
+            shift = options.prior_adjust * np.log((labeled + 1) / (labeled + 1).sum())
+            predicted = np.concatenate(shards.map(adjusted_predictions, passes, rows, shift, deadline=deadline))
+            info["prior_adjusted"] = True
         skew = distribution_skew(pool)
-        n_quota = round(quota_share(skew, options.skew_floor, options.skew_full) * batch_size)
-        info.update(pool_skew=skew, quota_slots=n_quota)
+        share = quota_share(skew, options.skew_floor, options.skew_full)
+        n_discovery = round(options.discovery_share * share * batch_size)
+        info.update(pool_skew=skew)
+        found = np.empty(0, dtype=np.int64)
+        reserved = 0
+        if n_discovery:
+            found, slots, reserved = self._discover(
+                shards, passes, head, labeled, n_discovery, options, seed=seed, deadline=deadline, info=info
+            )
+            labeled = labeled + slots
+            keep = ~np.isin(rows, found)
+            rows, Z, predicted = rows[keep], Z[keep], predicted[keep]
+        rest = batch_size - len(found)
+        n_quota = max(0, min(round(share * rest), rest - reserved))  # reserved: left to k-means over the candidates
+        info["quota_slots"] = n_quota
         if n_quota == 0:
-            return super()._choose(
-                shards, passes, rows, Z, options, batch_size=batch_size, seed=seed, deadline=deadline, info=info
+            if not rest:
+                return found
+            return np.concatenate(
+                [
+                    found,
+                    super()._choose(
+                        shards,
+                        passes,
+                        rows,
+                        Z,
+                        options,
+                        head=head,
+                        batch_size=rest,
+                        seed=seed,
+                        deadline=deadline,
+                        info=info,
+                    ),
+                ]
             )
         capacity = np.bincount(predicted, minlength=len(pool))
         rate = capacity / np.maximum(pool - labeled, 1)  # how uncertain the class is, whatever its size
@@ -201,13 +481,95 @@ class BalancedDropQuery(DropQuery):
                 members = np.flatnonzero(predicted == c)
                 picked.append(members[self._nearest_to_centroids(Z[members], q, options, class_seed, deadline)])
         chosen = np.concatenate(picked)
-        rest = batch_size - len(chosen)
-        if rest:
+        left = rest - len(chosen)
+        if left:
             others = np.setdiff1d(np.arange(len(rows)), chosen)
             chosen = np.concatenate(
-                [chosen, others[self._nearest_to_centroids(Z[others], rest, options, next(seeds), deadline)]]
+                [chosen, others[self._nearest_to_centroids(Z[others], left, options, next(seeds), deadline)]]
             )
-        return chosen
+        return np.concatenate([found, rows[chosen]])
+
+    def _discover(
+        self,
+        shards: Any,
+        passes: DropoutPasses,
+        head: Any,
+        labeled: np.ndarray,
+        n: int,
+        options: Any,
+        *,
+        seed: int,
+        deadline: Any,
+        info: dict[str, Any],
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(global rows, slots per class, reserved)``: up to ``n`` selectable rows chosen over the whole pool for the
+        least-labeled predicted classes (fewer if the pool has fewer selectable rows than asked), and how many slots
+        of classes with no labeled row are left to DropQuery's k-means over the candidates
+        (``discovery_unseen="kmeans"``)."""
+        n_classes = len(labeled)
+        open_ = labeled == 0 if options.discovery == "off" else np.ones(n_classes, bool)
+        slots = class_quotas(labeled, np.where(open_, n, 0), n)
+        order = [int(c) for c in np.lexsort((np.arange(n_classes), labeled)) if slots[c]]  # least labeled first
+        taken: set[int] = set()
+        found: list[int] = []
+        seen = {c: int(slots[c]) for c in order if labeled[c] > 0}
+        unseen = {c: int(slots[c]) for c in order if labeled[c] == 0}
+        rankings: dict[int, np.ndarray] = {}
+        k = n  # every ranking holds enough rows for all n slots, whatever the others took
+        if unseen and options.discovery_unseen == "coverage":
+            n_cover = sum(unseen.values())
+            cover_seed, sample_seed = (int(s) for s in np.random.SeedSequence([seed, 0xC0]).generate_state(2))
+            fraction = min(1.0, COVERAGE_SAMPLE / max(shards.n_rows, 1))
+            s_rows, s_X, s_status = join(
+                shards.map(sample_rows, fraction, sample_seed, labeled_fraction=1.0, deadline=deadline)
+            )
+            s_Z = normalised_embedding(head, s_X, np.arange(len(s_rows)), deadline=deadline)
+            picks = coverage_picks(
+                s_rows,
+                s_Z,
+                (s_status & LABELED) != 0,
+                s_status == 0,
+                n_cover,
+                options.coverage_clusters,
+                options=options,
+                seed=cover_seed,
+                deadline=deadline,
+            )
+            found.extend(int(r) for r in picks)
+            taken.update(found)
+            info["coverage_rows"] = len(picks)
+            left = n_cover - len(picks)  # too few unlabeled clusters: the rest go to the classes' boundaries
+            unseen = {c: left // len(unseen) + (i < left % len(unseen)) for i, c in enumerate(unseen)}
+        reserved = 0
+        if unseen and options.discovery_unseen == "kmeans":
+            reserved, unseen = sum(unseen.values()), {}
+        if unseen and options.discovery_unseen == "margin":
+            ranking = merge_ranked(shards.map(margin_rows, passes, k, deadline=deadline))
+            rankings.update(dict.fromkeys(unseen, ranking))
+        if seen and options.discovery == "similar":
+            _, a_y, a_Z = join(shards.map(labeled_anchors, passes, head, np.asarray(sorted(seen)), deadline=deadline))
+            similar = [c for c in seen if np.any(a_y == c)]
+            if similar:
+                parts = shards.map(
+                    class_similar_rows, passes, head, [a_Z[a_y == c] for c in similar], k, deadline=deadline
+                )
+                for i, c in enumerate(similar):
+                    rankings[c] = merge_ranked([p[i] for p in parts])
+        slots_left = {c: q for c, q in {**unseen, **seen}.items() if q > 0}
+        slots_left = {c: slots_left[c] for c in order if c in slots_left}  # least labeled first
+        rest = [c for c in slots_left if c not in rankings]
+        if rest:
+            signed = [c for c in rest if options.discovery == "likely" and c in seen]
+            for group, sign in ((signed, True), ([c for c in rest if c not in signed], False)):
+                if not group:
+                    continue
+                parts = shards.map(class_boundary_rows, passes, np.asarray(group), k, signed=sign, deadline=deadline)
+                for i, c in enumerate(group):
+                    rankings[c] = merge_ranked([p[i] for p in parts])
+        found.extend(round_robin({c: rankings[c] for c in slots_left}, slots_left, taken))
+        info.update(discovery_rows=len(found), discovery_slots=slots.tolist())
+        info["discovery_reserved"] = reserved
+        return np.asarray(found, dtype=np.int64), slots, reserved
 
     @staticmethod
     def _nearest_to_centroids(Z: np.ndarray, k: int, options: Any, seed: int, deadline) -> np.ndarray:

@@ -333,11 +333,20 @@ class DropQuery(QueryStrategy):
                 shards.map(phase2_candidates, passes, t, head, keep_fraction=1.0, seed=sample_seed, deadline=deadline)
             )
         info.update(random_fill=0, clustered=len(rows))
-        picked = self._choose(
-            shards, passes, rows, Z, options, batch_size=batch_size, seed=kmeans_seed, deadline=deadline, info=info
+        chosen = self._choose(
+            shards,
+            passes,
+            rows,
+            Z,
+            options,
+            head=head,
+            batch_size=batch_size,
+            seed=kmeans_seed,
+            deadline=deadline,
+            info=info,
         )
         info["phase2_seconds"] = time.perf_counter() - t1
-        return Selection(rows[picked], info)
+        return Selection(chosen, info)
 
     def _choose(
         self,
@@ -347,14 +356,16 @@ class DropQuery(QueryStrategy):
         Z: np.ndarray,
         options: Any,
         *,
+        head: Any,
         batch_size: int,
         seed: int,
         deadline: Deadline | None,
         info: dict[str, Any],
     ) -> np.ndarray:
-        """Positions in ``rows`` (the gathered candidates, at least ``batch_size``, with their normalised embeddings
-        ``Z``) of the batch: the candidate nearest each of ``batch_size`` k-means centroids (step 5). The one step a
-        variant that shares the batch out differently overrides; it may add to ``info``."""
+        """The batch as global rows, from ``rows`` (the gathered candidates, at least ``batch_size``, with their
+        normalised embeddings ``Z``): the candidate nearest each of ``batch_size`` k-means centroids (step 5). The one
+        step a variant that shares the batch out differently overrides (it may also take selectable rows outside the
+        candidates, asking the shards for them); it may add to ``info``."""
         km = fit_kmeans(Z, batch_size, niter=options.kmeans_niter, tol=options.kmeans_tol, seed=seed, deadline=deadline)
         info["kmeans_iterations"] = km.iterations
-        return nearest_distinct_rows(Z, km.centroids, xp=array_module(), deadline=deadline)
+        return rows[nearest_distinct_rows(Z, km.centroids, xp=array_module(), deadline=deadline)]
