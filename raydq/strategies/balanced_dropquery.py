@@ -36,6 +36,7 @@ Fashion-MNIST at imbalance 100 (docs/results/README.md): none of these beat the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -118,6 +119,15 @@ def class_statistics(
 COVERAGE_SAMPLE = 20_000
 
 
+def _selectable_chunks(shard: ArrayShard, chunk_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(embeddings, global rows)`` of the shard's selectable rows, chunk by chunk on the global chunk grid (so a
+    row's score does not depend on how the pool is split); chunks with no selectable row are skipped."""
+    for start, stop in shard.grid_chunks(chunk_rows):
+        local = start + np.flatnonzero(shard.selectable[start:stop])
+        if len(local):
+            yield shard.chunk(start, stop)[local - start], shard.global_rows(local)
+
+
 def _take_smallest(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, scores)`` of the ``k`` smallest ``(score, row)`` pairs, in that order (ties broken by the global row,
     so the driver's merge of the shards' lists equals the whole pool's list)."""
@@ -137,12 +147,8 @@ def class_boundary_rows(
     classes = np.asarray(classes, dtype=np.int64)
     best_rows = [np.empty(0, np.int64) for _ in classes]
     best_scores = [np.empty(0, np.float32) for _ in classes]
-    for start, stop in shard.grid_chunks(passes.chunk_rows):
-        local = start + np.flatnonzero(shard.selectable[start:stop])
-        if not len(local):
-            continue
-        logits = shard.chunk(start, stop)[local - start] @ passes.W + passes.b
-        rows = shard.global_rows(local)
+    for X, rows in _selectable_chunks(shard, passes.chunk_rows):
+        logits = X @ passes.W + passes.b
         for i, c in enumerate(classes.tolist()):
             others = np.delete(logits, c, axis=1).max(axis=1)
             gap = others - logits[:, c]
@@ -158,17 +164,14 @@ def margin_rows(shard: ArrayShard, passes: DropoutPasses, k: int) -> tuple[np.nd
     top-2 probability), whichever classes they fall between: where a class nobody has labeled hides when it lies
     between classes the head knows (margin sampling finds such classes early). Chunked on the global grid."""
     best_rows, best_scores = np.empty(0, np.int64), np.empty(0, np.float32)
-    for start, stop in shard.grid_chunks(passes.chunk_rows):
-        local = start + np.flatnonzero(shard.selectable[start:stop])
-        if not len(local):
-            continue
-        logits = shard.chunk(start, stop)[local - start] @ passes.W + passes.b
+    for X, rows in _selectable_chunks(shard, passes.chunk_rows):
+        logits = X @ passes.W + passes.b
         P = np.exp(logits - logits.max(axis=1, keepdims=True))
         P /= P.sum(axis=1, keepdims=True)
         top2 = np.partition(P, P.shape[1] - 2, axis=1)[:, -2:] if P.shape[1] > 1 else np.c_[np.zeros(len(P)), P]
         score = (top2[:, 1] - top2[:, 0]).astype(np.float32)
         best_rows, best_scores = _take_smallest(
-            np.concatenate([best_scores, score]), np.concatenate([best_rows, shard.global_rows(local)]), k
+            np.concatenate([best_scores, score]), np.concatenate([best_rows, rows]), k
         )
     return best_rows, best_scores
 
@@ -192,12 +195,8 @@ def class_similar_rows(
     grid."""
     best_rows = [np.empty(0, np.int64) for _ in anchors]
     best_scores = [np.empty(0, np.float32) for _ in anchors]
-    for start, stop in shard.grid_chunks(passes.chunk_rows):
-        local = start + np.flatnonzero(shard.selectable[start:stop])
-        if not len(local):
-            continue
-        Z = l2_normalise(np.asarray(head.transform(shard.chunk(start, stop)[local - start]), np.float32), copy=False)
-        rows = shard.global_rows(local)
+    for X, rows in _selectable_chunks(shard, passes.chunk_rows):
+        Z = l2_normalise(np.asarray(head.transform(X), np.float32), copy=False)
         for i, A in enumerate(anchors):
             score = -(Z @ A.T).max(axis=1).astype(np.float32)
             best_rows[i], best_scores[i] = _take_smallest(
