@@ -43,14 +43,17 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from raydq.cluster import DEFAULT_TOL, array_module
+from raydq.numerics.distances import min_sq_distances, sq_distances
 from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS
 from raydq.numerics.nearest import nearest_distinct_rows
 from raydq.numerics.norms import l2_normalise
+from raydq.numerics.probability import softmax
 from raydq.strategies.base import RandomState
 from raydq.strategies.dropquery import DropoutPasses, DropQuery, normalised_embedding, shard_predictions
 from raydq.strategies.gather import join, sample_rows
 from raydq.strategies.kmeans import fit_kmeans
 from raydq.strategies.shards import LABELED, ArrayShard
+from raydq.strategies.uncertainty import margin_score
 
 
 def class_quotas(
@@ -166,10 +169,7 @@ def margin_rows(shard: ArrayShard, passes: DropoutPasses, k: int) -> tuple[np.nd
     best_rows, best_scores = np.empty(0, np.int64), np.empty(0, np.float32)
     for X, rows in _selectable_chunks(shard, passes.chunk_rows):
         logits = X @ passes.W + passes.b
-        P = np.exp(logits - logits.max(axis=1, keepdims=True))
-        P /= P.sum(axis=1, keepdims=True)
-        top2 = np.partition(P, P.shape[1] - 2, axis=1)[:, -2:] if P.shape[1] > 1 else np.c_[np.zeros(len(P)), P]
-        score = (top2[:, 1] - top2[:, 0]).astype(np.float32)
+        score = (-margin_score(softmax(logits, out=logits))).astype(np.float32)  # top-1 minus top-2 probability
         best_rows, best_scores = _take_smallest(
             np.concatenate([best_scores, score]), np.concatenate([best_rows, rows]), k
         )
@@ -256,14 +256,13 @@ def coverage_picks(
         return np.empty(0, np.int64)
     km = fit_kmeans(Z, n_clusters, niter=options.kmeans_niter, tol=options.kmeans_tol, seed=seed, deadline=deadline)
     C = np.asarray(km.centroids, dtype=np.float32)
-    d2 = (Z**2).sum(1)[:, None] - 2 * Z @ C.T + (C**2).sum(1)[None, :]
+    d2 = sq_distances(Z, C)
     assign = d2.argmin(axis=1)
     size = np.bincount(assign[selectable], minlength=len(C))
     covered = np.zeros(len(C), bool)
     covered[assign[labeled]] = True
-    L = Z[labeled]
-    novelty = ((C**2).sum(1)[:, None] - 2 * C @ L.T + (L**2).sum(1)[None, :]).min(axis=1)
-    score = np.where(covered | (size == 0), -np.inf, size * np.maximum(novelty, 0))
+    novelty = min_sq_distances(C, Z[labeled], deadline=deadline)
+    score = np.where(covered | (size == 0), -np.inf, size * novelty)
     order = np.lexsort((np.arange(len(C)), -score))
     out = []
     for j in order[:n]:
@@ -311,14 +310,14 @@ class BalancedDropQuery(DropQuery):
         over pool rows predicted as it). 0: labeled counts alone, as BASE.
     discovery_share : float, default=0.0
         Fraction of the batch (times the skew share) chosen over the whole pool rather than among the candidates.
-    discovery : {"boundary", "likely", "similar"}, default="boundary"
+    discovery : {"boundary", "likely", "similar", "off"}, default="boundary"
         Where the discovery rows of a class with labeled rows (predicted as it) come from. ``boundary``: the rows
         nearest the head's boundary of that class (``class_boundary_rows``, BASE). ``likely``: the smallest signed gap
         ``max_{j != c} logit_j - logit_c`` (the rows the head calls it most surely, then those it nearly calls it).
         ``similar``: the rows most similar to its labeled rows (``class_similar_rows``, SEALS). ``off``: discovery
         rows only for classes with no labeled row (all the discovery slots shared among them; none once every class
         has a label).
-    discovery_unseen : {"boundary", "coverage", "margin"}, default="boundary"
+    discovery_unseen : {"boundary", "coverage", "margin", "kmeans"}, default="boundary"
         Where the discovery rows of a class with no labeled row come from: ``boundary`` as above (the head's logit
         of a class it never saw), ``coverage``: clusters of a pool sample that hold no label (``coverage_picks``),
         ``margin``: the pool's smallest-margin rows (``margin_rows``), shared by all such classes. ``kmeans``: no
