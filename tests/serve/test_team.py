@@ -136,13 +136,14 @@ def test_export_pages_hold_every_label_once_while_labels_are_written(make_args, 
         seen: list[str] = []
         cursor = None
         while True:
+            writes_done = not t.is_alive()  # before the read: a write after it would otherwise go unseen
             params = {"limit": 7, **({"cursor": cursor} if cursor else {})}
             page = c.get("/labels", params=params)
             assert page.status_code == 200, page.text
             rows = [json.loads(line) for line in page.text.splitlines()]
             seen += [r["item_id"] for r in rows]
             cursor = page.headers["x-next-cursor"]
-            if len(rows) < 7 and not t.is_alive():
+            if len(rows) < 7 and writes_done:
                 break
         t.join()
         stop.set()
