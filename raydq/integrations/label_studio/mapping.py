@@ -103,7 +103,6 @@ def task_answer(task: dict[str, Any], classes: set[str]) -> Answer | None:
     return Answer(**base, label=picked[0])
 
 
-
 def duplicate_tasks(tasks: dict[int, dict[str, Any]]) -> list[int]:
     """Ids of unannotated extra copies of one item of one batch, oldest copy kept (an annotated copy is kept before
     an unannotated one; annotated copies are never dropped). Copies appear when the connector is killed while

@@ -1,5 +1,9 @@
 """What the connector has done, in a small SQLite file, so a restart neither loses nor repeats work.
 
+- ``selections``: a ``select_batch`` request (its idempotency key and body), written *before* it is sent and
+  deleted when its batch is recorded, so a lost answer (raydq killed after it leased the batch, or the connector
+  killed before it wrote the batch down) is asked again with the same key and raydq replays the same batch: no
+  lease is left without a task.
 - ``batches``: every batch selected from raydq, written *before* its tasks are created in Label Studio, so a crash
   between the two leaves a record to finish from (its items are pushed, or the batch released, on restart).
 - ``tasks``: Label Studio task id -> raydq item and batch, its status (open | labeled | skipped | deleted) and the
@@ -21,6 +25,10 @@ OPEN, LABELED, SKIPPED, DELETED = "open", "labeled", "skipped", "deleted"
 DONE = (LABELED, SKIPPED, DELETED)
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS selections (
+    request_key TEXT PRIMARY KEY,      -- the idempotency key sent with the request
+    body TEXT NOT NULL                 -- JSON: select_batch's arguments, sent again as they were
+);
 CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY,
     item_ids TEXT NOT NULL,            -- JSON list, in selection order
@@ -72,21 +80,41 @@ class SyncState:
     def close(self) -> None:
         self._db.close()
 
-    def _write(self, sql: str, params: tuple = ()) -> None:
+    def _write(self, sql: str, params: tuple = (), *more: tuple[str, tuple]) -> None:
+        """Run one or more statements in one committed transaction."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute(sql, params)
+                for statement, values in ((sql, params), *more):
+                    self._db.execute(statement, values)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
 
+    # -- selections --------------------------------------------------------------------------------------------------
+    def begin_selection(self, request_key: str, body: dict) -> None:
+        self._write("INSERT INTO selections (request_key, body) VALUES (?, ?)", (request_key, json.dumps(body)))
+
+    def pending_selections(self) -> list[tuple[str, dict]]:
+        """Requests sent (or about to be) whose batch was never recorded, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT request_key, body FROM selections ORDER BY rowid").fetchall()
+        return [(key, json.loads(body)) for key, body in rows]
+
+    def drop_selection(self, request_key: str) -> None:
+        """Forget a request raydq refused (it leased nothing)."""
+        self._write("DELETE FROM selections WHERE request_key = ?", (request_key,))
+
     # -- batches -----------------------------------------------------------------------------------------------------
-    def add_batch(self, batch_id: str, item_ids: list[str], lease_expires_at: float) -> None:
+    def add_batch(
+        self, batch_id: str, item_ids: list[str], lease_expires_at: float, *, request_key: str | None = None
+    ) -> None:
+        """Record a selected batch and, in the same transaction, close the request that selected it."""
         self._write(
             "INSERT OR IGNORE INTO batches (batch_id, item_ids, lease_expires_at) VALUES (?, ?, ?)",
             (batch_id, json.dumps(item_ids), lease_expires_at),
+            ("DELETE FROM selections WHERE request_key = ?", (request_key,)),
         )
 
     def batches(self, *, closed: bool | None = None) -> list[BatchRecord]:
@@ -134,4 +162,3 @@ class SyncState:
 
     def set_status(self, task_id: int, status: str, synced_key: str | None = None) -> None:
         self._write("UPDATE tasks SET status = ?, synced_key = ? WHERE task_id = ?", (status, synced_key, task_id))
-

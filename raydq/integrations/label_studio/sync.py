@@ -13,8 +13,10 @@ One ``sync_once`` pass, repeated every ``poll_interval_s`` and at once when a we
    leases released (skipped and deleted items become selectable again);
 4. renew the leases of batches with open tasks before they expire (where the service offers ``/renew_batch``);
 5. top the queue up: select whole batches while there is room for one, so between ``queue_size - batch_size + 1``
-   and ``queue_size`` tasks are open. A batch is recorded before its tasks are created, so a crash in between is
-   finished on the next pass.
+   and ``queue_size`` tasks are open. Each ``select_batch`` carries an idempotency key recorded before it is sent,
+   so an answer lost to a crash of either side is asked for again and raydq replays the batch it leased (no lease
+   is orphaned); a batch is recorded before its tasks are created, so a crash in between is finished on the next
+   pass.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -318,6 +321,8 @@ class LabelStudioSync:
         present = {str(t["data"][ID_FIELD]): tid for tid, t in tasks.items()}
         records = {r.task_id: r for r in self.state.tasks()}
         open_tasks = sum(1 for tid, r in records.items() if r.status == OPEN and tid in tasks)
+        for request_key, body in self.state.pending_selections():  # its answer was lost: raydq replays the batch
+            open_tasks += self._select(request_key, body, present, report)
         for batch in self.state.batches(closed=False):  # a crash between select and import: finish it
             if batch.pushed:
                 continue
@@ -331,19 +336,36 @@ class LabelStudioSync:
             size = min(self.settings.batch_size, available)
             if size <= 0:
                 break
-            extra: dict[str, Any] = {}
+            body: dict[str, Any] = {"batch_size": size, "strategy": self.settings.strategy}
             if self.settings.lease_seconds is not None:
-                extra["lease_seconds"] = self.settings.lease_seconds
-            batch = self.raydq.select_batch(size, strategy=self.settings.strategy, **extra)
-            item_ids = [item["id"] for item in batch["items"]]
-            self.state.add_batch(batch["batch_id"], item_ids, _timestamp(batch["lease_expires_at"]))
-            report.batches_selected += 1
-            uris = {item["id"]: item.get("uri") for item in batch["items"]}
-            open_tasks += self._push(
-                batch["batch_id"], item_ids, present, report,
-                model_version=batch["model_version"], strategy=batch["strategy"], uris=uris,
-            )  # fmt: skip
+                body["lease_seconds"] = self.settings.lease_seconds
+            request_key = uuid.uuid4().hex
+            self.state.begin_selection(request_key, body)
+            open_tasks += self._select(request_key, body, present, report)
         report.open_tasks = open_tasks
+
+    def _select(self, request_key: str, body: dict[str, Any], present: dict[str, int], report: PassReport) -> int:
+        """Send one ``select_batch`` with its idempotency key (recorded before), record the batch and push its tasks;
+        returns how many tasks were created. A lost answer (5xx, no connection) leaves the request pending: the next
+        pass sends it again and raydq answers with the batch it already leased."""
+        try:
+            batch = self.raydq.select_batch(**body, request_id=request_key)
+        except RaydqError as e:
+            if e.status < 500:  # refused: nothing was leased under this key
+                self.state.drop_selection(request_key)
+            raise
+        item_ids = [item["id"] for item in batch["items"]]
+        expires = _timestamp(batch["lease_expires_at"])
+        self.state.add_batch(batch["batch_id"], item_ids, expires, request_key=request_key)
+        report.batches_selected += 1
+        if expires <= time.time():  # a replay that came too late: the items may be someone else's now
+            self.state.mark_closed(batch["batch_id"])
+            return 0
+        uris = {item["id"]: item.get("uri") for item in batch["items"]}
+        return self._push(
+            batch["batch_id"], item_ids, present, report,
+            model_version=batch["model_version"], strategy=batch["strategy"], uris=uris,
+        )  # fmt: skip
 
     def _push(self, batch_id: str, item_ids: list[str], present: dict[str, int], report: PassReport, *,
               model_version: int, strategy: str, uris: dict[str, str | None] | None = None) -> int:  # fmt: skip
