@@ -83,7 +83,8 @@ def make_trainer(args: ServeArgs, store: LabelStore, fetch: Callable[[], Awaitab
 
 
 async def maintain(selection: SelectionService, args: ServeArgs) -> None:
-    """Forever: purge expired leases and look for embeddings appended to the store, each on its own interval."""
+    """Forever: purge expired leases and old idempotency records, and look for embeddings appended to the store,
+    each on its own interval."""
     loop = asyncio.get_running_loop()
     next_purge = next_poll = loop.time()
     while True:
@@ -93,6 +94,11 @@ async def maintain(selection: SelectionService, args: ServeArgs) -> None:
                 purged = await asyncio.to_thread(selection.store.purge_expired_leases)
                 if purged:
                     log.info("purged %d expired leases", purged)
+                purged = await asyncio.to_thread(
+                    selection.store.purge_idempotency, max_age_s=args.idempotency_retention_s
+                )
+                if purged:
+                    log.info("purged %d idempotency records older than %g s", purged, args.idempotency_retention_s)
                 next_purge = now + args.lease_purge_interval_s
             if args.pool.poll_interval_s and now >= next_poll:
                 await selection.refresh_pool()

@@ -104,7 +104,15 @@ class ServeArgs(BaseModel):
     allow_anonymous: bool = Field(
         default=False, description="serve without any token on a non-loopback address (otherwise refused)"
     )
-    lease_purge_interval_s: float = Field(default=300.0, gt=0, description="how often expired leases are deleted")
+    lease_purge_interval_s: float = Field(
+        default=300.0, gt=0, description="how often expired leases (and idempotency records) are deleted"
+    )
+    idempotency_retention_s: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="how long a request's answer is kept for replay under its idempotency key; a retry after that "
+        "is a new request",
+    )
     pool: PoolConfig = Field(
         default_factory=lambda: PoolConfig(num_cpus=0.5),
         description="how the pool is split over shard actors (default: one float16 shard actor)",

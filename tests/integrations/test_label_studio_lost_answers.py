@@ -77,8 +77,9 @@ def raydq(tmp_path):
 
 def connector(raydq: RaydqServer, tmp_path, ls: TaskList, *, lose: int) -> LabelStudioSync:
     settings = SyncSettings(
-        label_studio_url="http://127.0.0.1:9", label_studio_token="unused", raydq_url=raydq.url, raydq_token=TOKEN, queue_size=QUEUE,
-        batch_size=BATCH, state_path=str(tmp_path / "sync-state.db"), image_urls="raydq", raydq_public_url=raydq.url,
+        label_studio_url="http://127.0.0.1:9", label_studio_token="unused", raydq_url=raydq.url, raydq_token=TOKEN,
+        queue_size=QUEUE, batch_size=BATCH, state_path=str(tmp_path / "sync-state.db"),
+        image_urls="raydq", raydq_public_url=raydq.url,
     )  # fmt: skip
     sync = LabelStudioSync(settings, raydq=LosingClient(raydq.url, token=TOKEN, lose=lose), ls=ls)  # type: ignore[arg-type]
     sync.project_id, sync.classes = 1, list(CLASS_NAMES)

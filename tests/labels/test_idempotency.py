@@ -114,3 +114,29 @@ def test_purge_by_age_and_request_checks(store):
     assert err.value.field == ("response",)
     with pytest.raises(InvalidField, match="max_age_s"):
         store.purge_idempotency(max_age_s=-1)
+
+
+def test_the_service_maintenance_purges_records_past_their_retention(store):
+    """``maintain`` (the service's background loop) deletes idempotency records older than
+    ``idempotency_retention_s`` and keeps younger ones, so the table does not grow with every keyed request."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from raydq.serve.builder import maintain
+    from raydq.serve.config import ServeArgs
+
+    t0 = utcnow()
+    for k, age in enumerate((7200, 60)):
+        with store.transaction(now=t0 - timedelta(seconds=age)) as tx:
+            tx.remember(caller=ALICE, key=f"k{k}", endpoint="e", request={}, response={"k": k})
+    args = ServeArgs(embeddings="e", idempotency_retention_s=3600)
+    args.pool.poll_interval_s = 0
+
+    async def one_round() -> None:
+        task = asyncio.create_task(maintain(SimpleNamespace(store=store), args))
+        await asyncio.sleep(0.5)
+        task.cancel()
+
+    asyncio.run(one_round())
+    assert store.recall(caller=ALICE, key="k0", endpoint="e", request={}) is None
+    assert store.recall(caller=ALICE, key="k1", endpoint="e", request={}) == {"k": 1}
