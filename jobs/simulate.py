@@ -15,6 +15,7 @@ Resumable: runs (strategy, seed) already complete in the CSV are skipped.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-classes", type=int, default=None, help="default: from the manifest, else max label + 1")
     p.add_argument("--max-epochs", type=int, default=None, help="override the head's max_epochs")
     p.add_argument(
+        "--head-params",
+        default=None,
+        help='LinearHead parameters as JSON, for every strategy, e.g. \'{"class_weight": "balanced"}\' (use a separate '
+        "--output per setting: the CSV does not record it)",
+    )
+    p.add_argument(
         "--imbalance",
         type=float,
         default=None,
@@ -85,7 +92,9 @@ def parse_config(argv: list[str] | None = None) -> SimulateConfig:
             raise ValueError(f"{name} must be positive, got {value}")
     if args.imbalance is not None and not args.imbalance >= 1:
         raise ValueError(f"--imbalance must be >= 1, got {args.imbalance}")
-    head_params = {"max_epochs": args.max_epochs} if args.max_epochs else {}
+    head_params = _head_params(args.head_params)
+    if args.max_epochs:
+        head_params["max_epochs"] = args.max_epochs
     return SimulateConfig(
         pool=args.pool,
         test=args.test,
@@ -100,6 +109,25 @@ def parse_config(argv: list[str] | None = None) -> SimulateConfig:
         progress=args.progress,
         head_params=head_params,
     )
+
+
+def _head_params(text: str | None) -> dict:
+    """``--head-params``: a JSON object of LinearHead parameters, checked here (not after the first round)."""
+    from raydq.head import LinearHead
+
+    if not text:
+        return {}
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--head-params must be a JSON object: {e}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"--head-params must be a JSON object, got {text!r}")
+    try:
+        LinearHead(2, **params)._validate_params()
+    except TypeError as e:  # a name LinearHead does not take
+        raise ValueError(f"--head-params: {e}") from None
+    return params
 
 
 def _labeled_store(directory: Path, what: str):

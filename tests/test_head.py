@@ -137,6 +137,58 @@ def test_hand_written_gradients_match_torch_autograd():
     np.testing.assert_allclose(gb, bt.grad.numpy(), rtol=1e-4, atol=1e-6)
 
 
+def test_balanced_weights_match_torch_class_weighted_cross_entropy():
+    """The balanced loss is torch's cross-entropy with per-class weights n / (classes present x count)."""
+    from raydq.head.linear import _cross_entropy_grads, balanced_weights
+
+    rng = np.random.default_rng(1)
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 3])  # class 2 absent: it gets no weight and takes none from the others
+    z = rng.normal(size=(len(y), 5)).astype(np.float32)
+    W = rng.normal(size=(4, 5)).astype(np.float32)
+    b = rng.normal(size=4).astype(np.float32)
+    w = balanced_weights(y, 4)
+    assert w.sum() == pytest.approx(1.0) and w[y == 0].sum() == pytest.approx(w[y == 3].sum())
+    loss, gW, gb = _cross_entropy_grads(z, np.eye(4, dtype=np.float32)[y], W, b, w)
+    counts = np.bincount(y, minlength=4)
+    per_class = np.where(counts > 0, len(y) / (3 * np.maximum(counts, 1)), 0.0).astype(np.float32)
+    Wt = torch.from_numpy(W).requires_grad_()
+    bt = torch.from_numpy(b).requires_grad_()
+    ref = torch.nn.functional.cross_entropy(
+        torch.from_numpy(z) @ Wt.T + bt, torch.from_numpy(y), weight=torch.from_numpy(per_class)
+    )
+    ref.backward()
+    assert loss == pytest.approx(float(ref.detach()), rel=1e-5)
+    np.testing.assert_allclose(gW, Wt.grad.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gb, bt.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_a_balanced_head_calls_more_rare_class_rows_rare():
+    """Two overlapping Gaussian classes, 200 labels of one and 5 of the other: the unweighted head calls most rows of
+    the rare class frequent; the balanced head finds more of them (and the same head on balanced labels is unchanged
+    by the option, up to float rounding)."""
+    rng = np.random.default_rng(0)
+    d = 16
+    shift = np.zeros(d, dtype=np.float32)
+    shift[0] = 1.5
+
+    def draw(n: int, c: int) -> np.ndarray:
+        return (rng.normal(size=(n, d)) + c * shift).astype(np.float32)
+
+    X = np.r_[draw(200, 0), draw(5, 1)]
+    y = np.r_[[0] * 200, [1] * 5]
+    test = draw(1000, 1)
+    plain = LinearHead(2, random_state=0).fit(X, y)
+    balanced = LinearHead(2, class_weight="balanced", random_state=0).fit(X, y)
+    assert (balanced.predict(test) == 1).mean() > (plain.predict(test) == 1).mean() + 0.1
+    Xb, yb = np.r_[draw(50, 0), draw(50, 1)], np.r_[[0] * 50, [1] * 50]
+    np.testing.assert_allclose(
+        LinearHead(2, class_weight="balanced", random_state=0).fit(Xb, yb).coef_,
+        LinearHead(2, random_state=0).fit(Xb, yb).coef_, rtol=1e-3, atol=1e-4,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="class_weight"):
+        LinearHead(2, class_weight="inverse").fit(X, y)
+
+
 def test_adamw_steps_match_torch():
     from raydq.head.linear import _AdamW
 

@@ -81,6 +81,17 @@ def test_simulation_writes_csv_plot_and_resumes(stores, tmp_path, monkeypatch, c
     assert len(read_results(out / "results.csv")) == 16
 
 
+def test_head_params_reach_the_head_and_bad_ones_are_refused(stores, tmp_path):
+    job = _load_job()
+    argv = _argv(*stores, tmp_path / "run")
+    config = job.parse_config([*argv, "--head-params", '{"class_weight": "balanced", "dropout": 0.5}'])
+    assert config.head_params == {"class_weight": "balanced", "dropout": 0.5, "max_epochs": 60}
+    for bad, says in (('{"class_weight": "inverse"}', "class_weight"), ('{"depth": 2}', "depth"), ("[1]", "object"),
+                      ("{", "JSON")):  # fmt: skip
+        with pytest.raises(ValueError, match=says):
+            job.parse_config([*argv, "--head-params", bad])
+
+
 def test_resume_redoes_only_missing_runs(stores, tmp_path):
     job = _load_job()
     out = tmp_path / "run"

@@ -26,17 +26,35 @@ _FORMAT = "raydq.LinearHead/1"
 
 
 def _cross_entropy_grads(
-    z: np.ndarray, Y: np.ndarray, W: np.ndarray, b: np.ndarray
+    z: np.ndarray, Y: np.ndarray, W: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Mean cross-entropy of ``softmax(z @ W.T + b)`` against one-hot ``Y``, and its gradients in ``W`` and ``b``.
+    """Mean cross-entropy of ``softmax(z @ W.T + b)`` against one-hot ``Y`` (weighted by ``weights``, which sum to
+    one, when given), and its gradients in ``W`` and ``b``.
 
     Only the Linear layer learns (BatchNorm has no affine parameters and the features are frozen), so these two
     gradients are all the backward pass there is.
     """
     log_p = log_softmax(z @ W.T + b)
-    loss = float(-(Y * log_p).sum() / len(z))
-    delta = (np.exp(log_p) - Y) / np.float32(len(z))
+    if weights is None:
+        loss = float(-(Y * log_p).sum() / len(z))
+        delta = (np.exp(log_p) - Y) / np.float32(len(z))
+    else:
+        loss = float(-(weights @ (Y * log_p).sum(axis=1)))
+        delta = (np.exp(log_p) - Y) * weights[:, None]
     return loss, delta.T @ z, delta.sum(axis=0)
+
+
+def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-row weights, summing to one, that give every class present in ``y`` the same total weight: the loss of a
+    class-balanced head (scikit-learn's ``class_weight="balanced"``), so the few labels of a rare class count as much
+    as the many of a frequent one.
+
+    >>> balanced_weights(np.array([0, 0, 0, 1]), 2).tolist()
+    [0.1666666716337204, 0.1666666716337204, 0.1666666716337204, 0.5]
+    """
+    counts = np.bincount(y, minlength=n_classes)
+    w = 1.0 / (counts[y] * np.count_nonzero(counts))
+    return w.astype(np.float32)
 
 
 class _AdamW:
@@ -77,6 +95,9 @@ class LinearHead:
         Stop when the training cross-entropy has not improved by ``min_delta`` for this many epochs.
     min_delta : float, default=1e-3
         Smallest decrease of the training loss that counts as an improvement.
+    class_weight : None or "balanced", default=None
+        ``"balanced"``: every labeled class weighs the same in the loss, however many labels it has (a long-tailed
+        pool gives a frequent class most labels, and an unweighted head then calls rare-class rows frequent).
     random_state : None, int or numpy Generator
         Seeds weight init and dropout masks.
 
@@ -108,6 +129,7 @@ class LinearHead:
         max_epochs: int = 400,
         patience: int = 20,
         min_delta: float = 1e-3,
+        class_weight: str | None = None,
         random_state: Any = None,
     ) -> None:
         self.n_classes = n_classes
@@ -117,6 +139,7 @@ class LinearHead:
         self.max_epochs = max_epochs
         self.patience = patience
         self.min_delta = min_delta
+        self.class_weight = class_weight
         self.random_state = random_state
 
     # -- scikit-learn plumbing -------------------------------------------------------------------------------------
@@ -146,6 +169,8 @@ class LinearHead:
             raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
         if float(self.min_delta) < 0:
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta!r}")
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight must be None or 'balanced', got {self.class_weight!r}")
 
     # -- training --------------------------------------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearHead:
@@ -172,6 +197,7 @@ class LinearHead:
         b = rng.uniform(-bound, bound, size=c).astype(np.float32)
         opt = _AdamW([W, b], lr=float(self.lr), weight_decay=float(self.weight_decay))
         Y = np.eye(c, dtype=np.float32)[y]
+        weights = balanced_weights(y, c) if self.class_weight == "balanced" else None
         keep = 1.0 - float(self.dropout)
         running_mean = np.zeros(d, dtype=np.float32)
         running_var = np.ones(d, dtype=np.float32)
@@ -185,7 +211,7 @@ class LinearHead:
                 running_var += np.float32(_BN_MOMENTUM) * (var * np.float32(n / (n - 1)) - running_var)
             else:
                 z = (xin - running_mean) / np.sqrt(running_var + np.float32(_BN_EPS))
-            loss, gW, gb = _cross_entropy_grads(z, Y, W, b)
+            loss, gW, gb = _cross_entropy_grads(z, Y, W, b, weights)
             opt.step([gW, gb])
             if loss < best - float(self.min_delta):
                 best, wait = loss, 0
