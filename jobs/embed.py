@@ -14,14 +14,10 @@ import sys
 import typing
 
 
-def _flag_type(annotation: typing.Any):
+def _flag_choices(annotation: typing.Any) -> list[str] | None:
+    """A Literal field's values, for argparse's --help and its error message; None for any other field."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
-    first = args[0]
-    if typing.get_origin(first) is typing.Literal:
-        return str, list(typing.get_args(first))
-    if first in (int, float):
-        return first, None
-    return str, None
+    return list(typing.get_args(args[0])) if typing.get_origin(args[0]) is typing.Literal else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
-        kind, choices = _flag_type(field.annotation)
-        parser.add_argument(flag, dest=name, type=kind, choices=choices, default=None, help=help_text)
+        # Values stay strings, as the environment's do: EmbedConfig converts and validates both the same way (so
+        # `--limit all` works as `RAYDQ_EMBED_LIMIT=all` does, and a bad number is reported with its field's name).
+        choices = _flag_choices(field.annotation)
+        parser.add_argument(flag, dest=name, type=str, choices=choices, default=None, help=help_text)
     return parser
 
 

@@ -110,6 +110,25 @@ def test_every_config_field_is_a_flag():
     assert set(EmbedConfig.model_fields) <= flags
 
 
+@pytest.mark.parametrize("word", ["all", "0", "ALL"])
+def test_limit_flag_takes_the_words_its_help_names(word):
+    args = build_parser_args(["--limit", word])
+    assert EmbedConfig.from_env(args, environ={}).resolved_limit() is None
+
+
+def test_bad_flag_value_names_its_field(capsys):
+    from jobs.embed import main
+
+    assert main(["--limit", "lots"]) == 2
+    assert "limit" in capsys.readouterr().err
+
+
+def build_parser_args(argv: list[str]) -> dict:
+    from jobs.embed import build_parser
+
+    return vars(build_parser().parse_args(argv))
+
+
 def test_actor_pool_never_takes_every_cpu():
     two_cores = plan_actors(EmbedConfig(), {"CPU": 2.0}, single_node=True)
     assert (two_cores.actors, two_cores.num_gpus, two_cores.torch_threads, two_cores.device) == (2, 0.0, 1, "cpu")
