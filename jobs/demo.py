@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import socket
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from raydq.client import RaydqClient
+from raydq.local_ray import quiet_local_ray
 
 DEFAULT_POOL_SIZE = 5000  # what `python jobs/embed.py` embeds by default, into the same folder
 
@@ -69,18 +69,9 @@ def accuracy(model: dict, X: np.ndarray, y: np.ndarray) -> float:
     return float(((X @ W + b).argmax(axis=1) == y).mean())
 
 
-def quiet_ray() -> None:
-    """The demo prints its own lines. Ray's C++ core logs a spurious error-level line when Ray Data starts its actor
-    pool (ray-project/ray#53727: actor constructor arguments in the object store); the demo shows only fatal ones.
-    Local runs turn Ray 2.60's token auth off."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    quiet_ray()
+    quiet_local_ray()
     import ray
     from ray import serve
 

@@ -52,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local single-machine run; a cluster's own setting wins
+    from raydq.local_ray import quiet_local_ray
+
+    if os.environ.get("RAY_ADDRESS"):  # ray job submit, a RayJob: the cluster's own settings
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    else:  # ray.init() starts a local instance
+        quiet_local_ray()
     ray.init()  # RAY_ADDRESS set (ray job submit, RayJob): join that cluster; otherwise start a local one
     summary = run_embed(config)
     return 0 if summary.images or summary.skipped or not summary.failures else 1

@@ -4,6 +4,7 @@ head runs in tests/test_readme.py, as the README shows it.)"""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,3 +52,19 @@ def test_killed_run_resumes_without_duplicates(ray_cluster, tmp_path):
     assert sorted(pool.ids) == sorted(str(p) for p in good)  # exactly one row per image
     assert not list(out.glob(".*.tmp")) and read_manifest(out).num_rows == len(good)
 
+
+def test_local_run_prints_no_ray_error_lines(tmp_path):
+    """Without RAY_ADDRESS the job starts its own Ray; Ray's core must not print an error-looking line (it logs one
+    for every Ray Data actor pool, ray-project/ray#53727) that a user would take for a failure."""
+    write_folder(tmp_path / "imgs", {f"img{n}.png": encode(rgb(n, (16, 16)), "PNG") for n in range(6)})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RAYDQ_"))}
+    proc = subprocess.run(
+        [sys.executable, "jobs/embed.py", "--source", str(tmp_path / "imgs"), "--output", str(tmp_path / "store"),
+         "--batch-size", "2", "--actors", "1", "--no-progress"],
+        cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert read_manifest(tmp_path / "store").num_rows == 6, output[-3000:]
+    noise = [line for line in output.splitlines() if re.search(r"\] E |\bE \d{4}|core_worker|Traceback", line)]
+    assert not noise, "\n".join(noise[:20])
