@@ -261,19 +261,17 @@ def main() -> None:
                   f" cached-head select {r['warm_p50_s'] / base['warm_p50_s']:.2f}  ({_load()})")  # fmt: skip
     for shards in counts:
         small, big = results.get((min(sizes), shards)), results.get((max(sizes), shards))
-        if small and big and big is not small:
-            ratio = (big["query_s"] / big["n"]) / (small["query_s"] / small["n"])
-            print(f"  {_where(shards)}: query per M rows at N={big['n']:,} / at N={small['n']:,} = {ratio:.2f}"
-                  f" (target <= 1.3)  ({_load()})")  # fmt: skip
-    for shards in counts:
-        small, big = results.get((min(sizes), shards)), results.get((max(sizes), shards))
-        if small and big and big is not small:
-            # A straight line through the two sizes splits the memory into a part that grows with the pool and a part
-            # that does not (the interpreter and its libraries in each process, Ray's own processes).
-            slope = (big["peak_pss"] - small["peak_pss"]) / (big["embeddings_bytes"] - small["embeddings_bytes"])
-            fixed = small["peak_pss"] - slope * small["embeddings_bytes"]
-            print(f"  {_where(shards)}: memory per added float16 byte {slope:.2f}x, fixed part {fixed / GiB:.2f} GiB"
-                  f" (from N={small['n']:,} and N={big['n']:,})  ({_load()})")  # fmt: skip
+        if not (small and big and big is not small):
+            continue
+        ratio = (big["query_s"] / big["n"]) / (small["query_s"] / small["n"])
+        print(f"  {_where(shards)}: query per M rows at N={big['n']:,} / at N={small['n']:,} = {ratio:.2f}"
+              f" (target <= 1.3)  ({_load()})")  # fmt: skip
+        # A straight line through the two sizes splits the memory into a part that grows with the pool and a part
+        # that does not (the interpreter and its libraries in each process, Ray's own processes).
+        slope = (big["peak_pss"] - small["peak_pss"]) / (big["embeddings_bytes"] - small["embeddings_bytes"])
+        fixed = small["peak_pss"] - slope * small["embeddings_bytes"]
+        print(f"  {_where(shards)}: memory per added float16 byte {slope:.2f}x, fixed part {fixed / GiB:.2f} GiB"
+              f" (from N={small['n']:,} and N={big['n']:,})  ({_load()})")  # fmt: skip
     for (n, shards), r in sorted(results.items()):
         memory = r["peak_pss"] / r["embeddings_bytes"]
         print(f"  N={n:,} {_where(shards)}: memory {memory:.2f}x float16 (target <= 1.3); cached-head select p50"

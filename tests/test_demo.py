@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.console import alarming_lines
+
 REPO = Path(__file__).parents[1]
 pytestmark = pytest.mark.slow
 
@@ -26,9 +28,5 @@ def test_demo_prints_only_its_own_lines(tmp_path):
     assert proc.returncode == 0, output[-3000:]
     assert "[round 0] strategy=centroid" in output and "[round 1] strategy=dropquery" in output, output[-3000:]
     assert re.search(r"\[done\] 2 rounds, 20 labels", output), output[-3000:]
-    noise = [
-        line
-        for line in output.splitlines()
-        if re.search(r"\bWARNING\b|\bERROR\b|Traceback|\] E |\bE \d{4}|core_worker|Error:", line)
-    ]
+    noise = alarming_lines(output)
     assert not noise, "\n".join(noise[:20])

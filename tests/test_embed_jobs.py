@@ -4,7 +4,6 @@ head runs in tests/test_readme.py, as the README shows it.)"""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 
 from raydq.embed import EmbedConfig, run_embed
 from raydq.pool.store import load_pool, read_manifest
+from tests.console import alarming_lines
 from tests.embed.images import encode, rgb, write_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,5 +66,5 @@ def test_local_run_prints_no_ray_error_lines(tmp_path):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     assert read_manifest(tmp_path / "store").num_rows == 6, output[-3000:]
-    noise = [line for line in output.splitlines() if re.search(r"\] E |\bE \d{4}|core_worker|Traceback", line)]
+    noise = alarming_lines(output)
     assert not noise, "\n".join(noise[:20])
