@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--head-params",
         default=None,
-        help='LinearHead parameters as JSON, for every strategy, e.g. \'{"class_weight": "balanced"}\' (use a separate '
+        help="LinearHead parameters as JSON, for every strategy; the paper's head is "
+        '\'{"standardize": "batch", "lr": 0.01, "class_weight": null}\' (use a separate '
         "--output per setting: the CSV does not record it)",
     )
     p.add_argument(

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from raydq.head import LinearHead
 from raydq.numerics.dropout_passes import DEFAULT_CHUNK_ROWS
+from raydq.numerics.moments import FeatureMoments
 from raydq.strategies import MISSING_LABEL, BalancedDropQuery, DropQuery, LocalShardSet
 from raydq.strategies.balanced_dropquery import (
     adjusted_predictions,
@@ -80,7 +81,8 @@ def test_quota_share_is_linear_between_floor_and_full(skew, floor, full, expecte
 
 
 def make_pool(sizes, *, labels_per_class, seed=0, d=16):
-    """Gaussian classes of the given sizes, a few labeled rows per class and a head fitted on them."""
+    """Gaussian classes of the given sizes, a few labeled rows per class and a head fitted on them (standardized with
+    the pool's statistics, as the service and the simulation fit it)."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(len(sizes), d)) * 2.0
     truth = np.repeat(np.arange(len(sizes)), sizes)
@@ -88,7 +90,7 @@ def make_pool(sizes, *, labels_per_class, seed=0, d=16):
     y = np.full(len(truth), MISSING_LABEL)
     for c, k in enumerate(labels_per_class):
         y[rng.choice(np.flatnonzero(truth == c), k, replace=False)] = c
-    head = LinearHead(len(sizes), random_state=0).fit(X[y >= 0], y[y >= 0])
+    head = LinearHead(len(sizes), random_state=0).fit(X[y >= 0], y[y >= 0], feature_moments=FeatureMoments.of(X))
     return X, y, head
 
 

@@ -76,6 +76,28 @@ def test_predict_proba_rows_sum_to_one_and_absent_classes_are_fine():
     assert set(np.unique(head.predict(X))) <= {0, 1}
 
 
+def test_the_head_standardizes_with_the_pools_moments_in_training_and_at_inference():
+    """The pool (labeled or not) sets the standardization: a head fitted on a few rows of a shifted pool keeps the
+    pool's mean and variance, not those of its labeled rows."""
+    from raydq.numerics.moments import FeatureMoments
+
+    X, y = _blobs(n_per=200)
+    pool = X * 2.0 + 1.0
+    moments = FeatureMoments.of(pool)
+    few = np.r_[0:5, 200:205, 400:405]
+    head = LinearHead(3, random_state=0).fit(pool[few], y[few], feature_moments=moments)
+    np.testing.assert_array_equal(head.running_mean_, moments.mean)
+    np.testing.assert_array_equal(head.running_var_, moments.var)
+    np.testing.assert_allclose(head.transform(pool), (pool - moments.mean) / np.sqrt(moments.var + 1e-5), rtol=1e-5)
+    assert (head.predict(pool) == y).mean() > 0.95
+    own = LinearHead(3, random_state=0).fit(pool[few], y[few])  # no moments: its own rows' statistics
+    np.testing.assert_allclose(own.running_mean_, pool[few].mean(axis=0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="feature_moments"):
+        LinearHead(3).fit(pool[few], y[few], feature_moments=FeatureMoments.of(pool[:, :3]))
+    with pytest.raises(ValueError, match="standardize"):
+        LinearHead(3, standardize="layer").fit(pool[few], y[few])
+
+
 def test_single_example_trains():
     head = LinearHead(2, random_state=0).fit(np.ones((1, 4), np.float32), np.array([1]))
     assert head.predict(np.ones((1, 4), np.float32))[0] == 1
@@ -177,13 +199,13 @@ def test_a_balanced_head_calls_more_rare_class_rows_rare():
     X = np.r_[draw(200, 0), draw(5, 1)]
     y = np.r_[[0] * 200, [1] * 5]
     test = draw(1000, 1)
-    plain = LinearHead(2, random_state=0).fit(X, y)
+    plain = LinearHead(2, class_weight=None, random_state=0).fit(X, y)
     balanced = LinearHead(2, class_weight="balanced", random_state=0).fit(X, y)
     assert (balanced.predict(test) == 1).mean() > (plain.predict(test) == 1).mean() + 0.1
     Xb, yb = np.r_[draw(50, 0), draw(50, 1)], np.r_[[0] * 50, [1] * 50]
     np.testing.assert_allclose(
         LinearHead(2, class_weight="balanced", random_state=0).fit(Xb, yb).coef_,
-        LinearHead(2, random_state=0).fit(Xb, yb).coef_, rtol=1e-3, atol=1e-4,
+        LinearHead(2, class_weight=None, random_state=0).fit(Xb, yb).coef_, rtol=1e-3, atol=1e-4,
     )  # fmt: skip
     with pytest.raises(ValueError, match="class_weight"):
         LinearHead(2, class_weight="inverse").fit(X, y)
@@ -206,9 +228,13 @@ def test_adamw_steps_match_torch():
 
 
 def test_batchnorm_statistics_match_torch_in_training_mode():
-    """Without dropout, one epoch's running statistics equal torch's BatchNorm1d update."""
+    """``standardize="batch"`` (the paper's head) without dropout: one epoch's running statistics equal torch's
+    BatchNorm1d update, whatever pool moments are passed."""
+    from raydq.numerics.moments import FeatureMoments
+
     X, y = _blobs()
-    head = LinearHead(3, dropout=0.0, max_epochs=1, random_state=0).fit(X, y)
+    head = LinearHead(3, standardize="batch", dropout=0.0, max_epochs=1, random_state=0)
+    head.fit(X, y, feature_moments=FeatureMoments.of(X * 3.0 + 7.0))
     bn = torch.nn.BatchNorm1d(X.shape[1], affine=False)
     bn.train()
     bn(torch.from_numpy(X))

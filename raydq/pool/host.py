@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from raydq.deadline import Deadline
+from raydq.numerics.moments import FeatureMoments
 from raydq.pool.errors import ShardRestarted
 from raydq.pool.fs import StorageOptions
 from raydq.pool.ids import IdIndex
@@ -101,6 +102,8 @@ class ShardHost:
         self.incarnation = uuid.uuid4().hex
         self.load_seconds = time.perf_counter() - started
         self._lock = threading.Lock()
+        self._moments_lock = threading.Lock()
+        self._moments: FeatureMoments | None = None
 
     @property
     def start(self) -> int:
@@ -183,3 +186,10 @@ class ShardHost:
     def embeddings(self, rows: np.ndarray) -> np.ndarray:
         """float32 embeddings of global ``rows``."""
         return np.asarray(self.shard.X[self._local(rows)], dtype=np.float32)
+
+    def feature_moments(self) -> FeatureMoments:
+        """Per-feature moments of this shard's rows, computed on first ask (a host's rows never change)."""
+        with self._moments_lock:
+            if self._moments is None:
+                self._moments = FeatureMoments.of(self.shard.X)
+            return self._moments

@@ -12,7 +12,9 @@ shards keep their rows and caches, and a restarted shard reloads exactly its row
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 import threading
 from collections.abc import Sequence
 from enum import StrEnum
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from raydq.numerics.moments import FeatureMoments
 from raydq.pool.actor import ShardActor
 from raydq.pool.config import PoolConfig
 from raydq.pool.errors import PoolUnavailable
@@ -85,6 +88,7 @@ class ShardedPool:
         self._labeled = np.zeros(0, dtype=np.int64)
         self._unavailable = np.zeros(0, dtype=np.int64)
         self.generation = 0  # bumped when a rewritten store renumbers every row
+        self._moments: tuple[tuple, FeatureMoments] | None = None  # (store key, moments)
         self._set: HostShardSet | ActorShardSet = self._build(self._specs(listing, 0, self._shard_rows, dim))
         with self._lock:
             self._resync_all(self._set)
@@ -208,6 +212,19 @@ class ShardedPool:
         for positions, value in self._per_shard("embeddings", rows, "rows"):
             out[positions] = value
         return out
+
+    def feature_moments(self) -> FeatureMoments:
+        """Per-feature moments of every row of the pool (what the head standardizes with), summed over the shards;
+        kept until the store changes."""
+        shard_set = self._set
+        key = (self.store_version, self.generation, shard_set.n_rows)
+        cached = self._moments
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found = shard_set.call("feature_moments", dict.fromkeys(range(self._count(shard_set)), ()))
+        moments = functools.reduce(operator.add, (found[i] for i in sorted(found)))
+        self._moments = (key, moments)
+        return moments
 
     def _per_shard(self, method: str, rows: np.ndarray, name: str):
         shard_set = self._set

@@ -185,7 +185,8 @@ class SelectionService:
     def training_set_sync(self) -> TrainingSet:
         revision, rows, y = self.state.training_rows(self.store, self.pool)
         X = self.pool.embeddings(rows) if len(rows) else np.zeros((0, self.pool.dim), np.float32)
-        return TrainingSet(revision=revision, classes=tuple(self.class_names), X=X, y=y)
+        moments = self.pool.feature_moments() if len(rows) else None
+        return TrainingSet(revision=revision, classes=tuple(self.class_names), X=X, y=y, feature_moments=moments)
 
     def counts_sync(self) -> dict[str, Any]:
         revision = self.state.refresh(self.store, self.pool)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from raydq.numerics.moments import FeatureMoments
+
 
 @dataclass(frozen=True)
 class HeadSnapshot:
@@ -23,12 +25,14 @@ class HeadSnapshot:
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """Labeled embeddings at one label revision; ``y`` holds indices into ``classes``."""
+    """Labeled embeddings at one label revision; ``y`` holds indices into ``classes``; ``feature_moments``: the whole
+    pool's, which the head standardizes with."""
 
     revision: int
     classes: tuple[str, ...]
     X: np.ndarray = field(repr=False)
     y: np.ndarray = field(repr=False)
+    feature_moments: FeatureMoments | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.y)

@@ -99,12 +99,14 @@ def check_head(head: Any, data: TrainingSet, *, min_train_accuracy: float) -> st
 
 
 def fit_head(data: TrainingSet, *, head_params: dict[str, Any], seed: int | None, salt: int) -> Any:
-    """A fresh head on ``data``, seeded by ``(seed, salt)`` (the label revision: the same labels, the same head)."""
+    """A fresh head on ``data``, seeded by ``(seed, salt)`` (the label revision: the same labels, the same head),
+    standardized with the pool's statistics."""
     from raydq.head import LinearHead
 
     rs = None if seed is None else int(np.random.SeedSequence([seed, salt]).generate_state(1)[0])
     head = LinearHead(len(data.classes), random_state=rs, **head_params)
-    return head.fit(np.array(data.X, dtype=np.float32), data.y.astype(np.int64))
+    X, y = np.array(data.X, dtype=np.float32), data.y.astype(np.int64)
+    return head.fit(X, y, feature_moments=data.feature_moments)
 
 
 class TrainingService:

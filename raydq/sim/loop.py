@@ -3,7 +3,8 @@
 Round 0: a cold start picks ``initial_budget`` rows; rounds 1..n_rounds: a fresh head is trained on the labels so far
 and the query strategy picks ``per_round`` more. After every round a fresh head is trained and scored on the test
 split (accuracy, balanced accuracy, macro-F1) and the number of classes labeled so far is recorded. Selection never
-sees the true labels of unlabeled rows: the oracle reveals a label only once its row is picked.
+sees the true labels of unlabeled rows: the oracle reveals a label only once its row is picked. The heads standardize
+with the pool's feature statistics (the unlabeled pool is the learner's to read; the test split never is).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from raydq.estimator import param_names
 from raydq.head import LinearHead
+from raydq.numerics.moments import FeatureMoments
 from raydq.sim.metrics import scores
 from raydq.strategies import MISSING_LABEL, STRATEGIES, QueryStrategy, make_strategy
 
@@ -124,6 +126,7 @@ def run_one(
     rng = np.random.default_rng([seed, 0xA1])
     y = np.full(len(X), MISSING_LABEL, dtype=np.int64)
     cold, query = pair.build(rng)
+    moments = FeatureMoments.of(X)  # the pool's statistics, which the head standardizes with
     head = None
     for r in range(n_rounds + 1):
         strategy, budget = (cold, initial_budget) if r == 0 else (query, per_round)
@@ -133,7 +136,7 @@ def run_one(
         y[chosen] = y_true[chosen]  # the oracle answers
         labeled = y != MISSING_LABEL
         params = {**(head_params or {}), "random_state": int(seed) * 1000 + r}
-        head = LinearHead(n_classes, **params).fit(X[labeled], y[labeled])
+        head = LinearHead(n_classes, **params).fit(X[labeled], y[labeled], feature_moments=moments)
         m = scores(y_test, head.predict(X_test), n_classes)
         yield RoundResult(
             str(pair),

@@ -42,8 +42,8 @@ class CoresetQuery(GatheredQuery):
 
 class BADGEQuery(GatheredQuery):
     """BADGE (Ash et al. 2020): k-means++ seeding on the gradient embeddings ``(p - onehot(argmax p)) ⊗ z`` of the
-    last layer, ``z`` the head's BatchNorm output. The embeddings are never built: the squared distance between two
-    of them is ``|a_i|²|z_i|² + |a_j|²|z_j|² - 2 (a_i·a_j)(z_i·z_j)``."""
+    last layer, ``z`` the head's standardized input (``head.transform``). The embeddings are never built: the squared
+    distance between two of them is ``|a_i|²|z_i|² + |a_j|²|z_j|² - 2 (a_i·a_j)(z_i·z_j)``."""
 
     needs_head = True
 

@@ -126,7 +126,7 @@ def phase1_histogram(shard: ArrayShard, passes: DropoutPasses) -> tuple[np.ndarr
 
 
 def normalised_embedding(head: Any, X: np.ndarray, rows: np.ndarray, *, deadline: Deadline | None = None) -> np.ndarray:
-    """The head's standardised (BatchNorm-output) embedding of ``X[rows]``, each row scaled to unit L2 norm; built
+    """The head's standardised embedding (``head.transform``) of ``X[rows]``, each row scaled to unit L2 norm; built
     chunk by chunk (float16 rows become float32 per chunk) into one output array."""
     out = np.empty((len(rows), X.shape[1]), dtype=np.float32)
     for s in range(0, len(rows), _EMBED_CHUNK):
@@ -203,7 +203,7 @@ class DropQuery(QueryStrategy):
     ``threshold`` (default ``n_passes // 2``) and lowered while fewer than ``candidate_factor * batch_size`` remain
     and t > 0 (when ``relax``); 4. fewer than ``batch_size`` candidates: all of them plus random selectable rows
     (``random_fill``; without it the whole selectable pool is clustered instead); 5. otherwise k-means with
-    ``batch_size`` clusters on the candidates' L2-normalised standardised (BatchNorm-output) embeddings, and the
+    ``batch_size`` clusters on the candidates' L2-normalised standardised embeddings (``head.transform``), and the
     candidate nearest each centroid.
 
     Parameters

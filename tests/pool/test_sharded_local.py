@@ -118,3 +118,20 @@ def test_a_rewritten_store_is_reloaded_and_the_status_starts_over(tmp_path):
 def test_a_deadline_stops_a_map(store):
     with _open(store, shards=2) as pool, pytest.raises(DeadlineExceeded):
         pool.shards.map(shard_fns.wait_for_file, "/nonexistent/never", deadline=Deadline.after(0.2))
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_feature_moments_are_the_whole_stores_and_follow_growth(store, shards):
+    def stored(n):  # what the shards hold: float16 rows
+        return rows_of(0, n, 16)[1].astype(np.float16).astype(np.float64)
+
+    with _open(store, shards=shards) as pool:
+        m = pool.feature_moments()
+        assert m.count == 1000 and pool.feature_moments() is m  # cached while the store is unchanged
+        np.testing.assert_allclose(m.mean, stored(1000).mean(axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(m.var, stored(1000).var(axis=0), rtol=1e-5)
+        write_rows(store, 1000, 500, rows_per_file=96)
+        assert pool.refresh() is StoreChange.APPENDED
+        grown = pool.feature_moments()
+        assert grown.count == 1500
+        np.testing.assert_allclose(grown.mean, stored(1500).mean(axis=0), rtol=1e-5, atol=1e-6)

@@ -64,6 +64,9 @@ def test_select_label_retrain_and_model(make_args, db_url, pool):
         assert W.shape == (pool.dim, len(CLASSES)) and b.shape == (len(CLASSES),)
         accuracy = float(((pool.X @ W + b).argmax(1) == pool.labels).mean())
         assert accuracy > 0.8, accuracy  # the served head, evaluated the way the demo does
+        state = model["head"]["state"]  # standardized with the whole pool's statistics, not its 12 labeled rows'
+        np.testing.assert_allclose(state["running_mean"], pool.X.mean(axis=0), rtol=1e-2, atol=1e-3)
+        np.testing.assert_allclose(state["running_var"], pool.X.var(axis=0), rtol=1e-2, atol=1e-3)
 
         second = c.post("/select_batch", json={"batch_size": 5}).json()
         assert second["model_version"] == 1 and second["strategy"] == args.default_strategy
