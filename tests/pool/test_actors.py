@@ -20,7 +20,7 @@ from raydq.strategies.dropquery import DropQuery
 from tests.conftest import NODES
 from tests.pool import shard_fns
 from tests.pool.expected import concat, merge_top, one_shard
-from tests.pool.stores import write_rows
+from tests.pool.stores import rows_of, write_rows
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +79,11 @@ def test_three_actor_shards_answer_what_one_local_shard_set_answers(pool3, store
     )
     assert list(pool3.lookup(["img-000668", "img-000333", "unknown"])) == [668, 333, -1]
     assert pool3.describe([667, 668])[1] == ("img-000668", "file:///images/000668.png")
+    whole = rows_of(0, 1000, 16)[1].astype(np.float16).astype(np.float64)  # what the actors hold
+    moments = pool3.feature_moments()  # summed over the three actors
+    assert moments.count == 1000
+    np.testing.assert_allclose(moments.mean, whole.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(moments.var, whole.var(axis=0), rtol=1e-5)
 
 
 def test_two_actor_shards_answer_the_same(three_nodes, store):
