@@ -1,7 +1,8 @@
 """Embed images into an embedding store: ``python jobs/embed.py [flags]``.
 
-Runs the same on a laptop (starts a local Ray) and in a cluster (``ray job submit -- python jobs/embed.py ...``,
-or a RayJob: ``ray.init()`` joins the cluster named by RAY_ADDRESS). Every flag also reads ``RAYDQ_EMBED_<FLAG>``
+Runs the same on a laptop (starts a Ray of its own) and in a cluster (``ray job submit -- python jobs/embed.py ...``,
+or a RayJob: ``ray.init()`` joins the cluster named by RAY_ADDRESS; ``RAY_ADDRESS=auto`` joins a ``ray start`` cluster
+on this machine). Every flag also reads ``RAYDQ_EMBED_<FLAG>``
 from the environment; flags win. With no arguments: 5000 Fashion-MNIST training images, EfficientNet-Lite0,
 into data/embeddings/fashion-mnist-train.
 """
@@ -54,11 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from raydq.local_ray import quiet_local_ray
 
-    if os.environ.get("RAY_ADDRESS"):  # ray job submit, a RayJob: the cluster's own settings
+    if os.environ.get("RAY_ADDRESS"):  # ray job submit, a RayJob (or RAY_ADDRESS=auto): join that cluster
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    else:  # ray.init() starts a local instance
+        ray.init()
+    else:  # a Ray of its own, even when other Ray instances run on this machine (plain ray.init() would join one)
         quiet_local_ray()
-    ray.init()  # RAY_ADDRESS set (ray job submit, RayJob): join that cluster; otherwise start a local one
+        ray.init(address="local")
     summary = run_embed(config)
     return 0 if summary.images or summary.skipped or not summary.failures else 1
 

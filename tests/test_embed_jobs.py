@@ -4,9 +4,11 @@ head runs in tests/test_readme.py, as the README shows it.)"""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,18 +55,30 @@ def test_killed_run_resumes_without_duplicates(ray_cluster, tmp_path):
     assert not list(out.glob(".*.tmp")) and read_manifest(out).num_rows == len(good)
 
 
-def test_local_run_prints_no_ray_error_lines(tmp_path):
-    """Without RAY_ADDRESS the job starts its own Ray; Ray's core must not print an error-looking line (it logs one
-    for every Ray Data actor pool, ray-project/ray#53727) that a user would take for a failure."""
+def test_local_run_prints_no_ray_error_lines(tmp_path, ray_cluster):
+    """Without RAY_ADDRESS the job starts a Ray of its own, also while another Ray runs on the machine and is named
+    in Ray's address file, as ``ray start`` leaves it (here the session's Ray: plain ``ray.init()`` joins it, and
+    with two running warns that it picked one); Ray's core must not print an error-looking line (it logs one for
+    every Ray Data actor pool, ray-project/ray#53727) that a user would take for a failure."""
+    import ray
+
     write_folder(tmp_path / "imgs", {f"img{n}.png": encode(rgb(n, (16, 16)), "PNG") for n in range(6)})
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rq", dir="/tmp"))  # short: Ray's socket paths live under it
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray" / "ray_current_cluster").write_text(ray.get_runtime_context().gcs_address)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RAYDQ_"))}
-    proc = subprocess.run(
-        [sys.executable, "jobs/embed.py", "--source", str(tmp_path / "imgs"), "--output", str(tmp_path / "store"),
-         "--batch-size", "2", "--actors", "1", "--no-progress"],
-        cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    try:
+        proc = subprocess.run(
+            [sys.executable, "jobs/embed.py", "--source", str(tmp_path / "imgs"), "--output", str(tmp_path / "store"),
+             "--batch-size", "2", "--actors", "1", "--no-progress"],
+            cwd=REPO, env={**env, "PYTHONPATH": str(REPO), "RAY_TMPDIR": str(ray_tmp)}, capture_output=True,
+            text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     assert read_manifest(tmp_path / "store").num_rows == 6, output[-3000:]
     noise = alarming_lines(output)
     assert not noise, "\n".join(noise[:20])
+    assert "Started a local Ray instance" in output and "Connecting to existing Ray cluster" not in output, output
