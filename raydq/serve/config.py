@@ -132,6 +132,21 @@ class ServeArgs(BaseModel):
                 raise ValueError("classes must be distinct non-empty names")
         return v
 
+    @field_validator("head_params")
+    @classmethod
+    def _head_params_valid(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Checked when the service starts, not at the first training: a bad value names itself here."""
+        from raydq.head import LinearHead
+
+        reserved = sorted({"n_classes", "random_state"} & set(v))
+        if reserved:
+            raise ValueError(f"head_params must not set {reserved}: the service sets them")
+        try:
+            LinearHead(2, **v)._validate_params()
+        except TypeError as e:  # an unknown parameter name
+            raise ValueError(f"head_params: {e}") from None
+        return v
+
     @model_validator(mode="after")
     def _lease_bounds(self) -> ServeArgs:
         if self.lease_seconds > self.max_lease_seconds:

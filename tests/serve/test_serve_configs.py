@@ -76,3 +76,9 @@ def test_serve_args_refuse_nonsense():
         ServeArgs(embeddings="e", lease_seconds=10, max_lease_seconds=5)
     with pytest.raises(ValueError, match="databse_url"):
         ServeArgs.model_validate({"embeddings": "e", "databse_url": "x"})
+    for head_params, says in (({"standardize": "layer"}, "standardize"), ({"lr": -1}, "lr"), ({"depth": 2}, "depth"),
+                              ({"random_state": 3}, "random_state"), ({"class_weight": "inverse"}, "class_weight")):
+        with pytest.raises(ValueError, match=says):
+            ServeArgs(embeddings="e", head_params=head_params)
+    paper = ServeArgs(embeddings="e", head_params={"standardize": "batch", "lr": 0.01, "class_weight": None})
+    assert paper.head_params["standardize"] == "batch"
