@@ -125,10 +125,9 @@ def _head_params(text: str | None) -> dict:
     if not isinstance(params, dict):
         raise ValueError(f"--head-params must be a JSON object, got {text!r}")
     try:
-        LinearHead(2, **params)._validate_params()
-    except TypeError as e:  # a name LinearHead does not take
+        return LinearHead.check_params(params)
+    except ValueError as e:
         raise ValueError(f"--head-params: {e}") from None
-    return params
 
 
 def _labeled_store(directory: Path, what: str):

@@ -174,6 +174,20 @@ class LinearHead:
             setattr(self, name, value)
         return self
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` as a caller configures every head it will fit (a service config, ``--head-params``): known
+        names with valid values, and neither of the two the caller sets per fit. Raises ValueError naming the
+        parameter; returns ``params``."""
+        reserved = sorted({"n_classes", "random_state"} & set(params))
+        if reserved:
+            raise ValueError(f"{reserved} must not be set: they are set for every fit")
+        unknown = sorted(set(params) - set(init_params(cls(2))))
+        if unknown:
+            raise ValueError(f"unknown LinearHead parameters {unknown}")
+        cls(2, **params)._validate_params()
+        return params
+
     def _validate_params(self) -> None:
         if not isinstance(self.n_classes, int | np.integer) or self.n_classes < 1:
             raise ValueError(f"n_classes must be a positive integer, got {self.n_classes!r}")

@@ -138,14 +138,10 @@ class ServeArgs(BaseModel):
         """Checked when the service starts, not at the first training: a bad value names itself here."""
         from raydq.head import LinearHead
 
-        reserved = sorted({"n_classes", "random_state"} & set(v))
-        if reserved:
-            raise ValueError(f"head_params must not set {reserved}: the service sets them")
         try:
-            LinearHead(2, **v)._validate_params()
-        except TypeError as e:  # an unknown parameter name
+            return LinearHead.check_params(v)
+        except ValueError as e:
             raise ValueError(f"head_params: {e}") from None
-        return v
 
     @model_validator(mode="after")
     def _lease_bounds(self) -> ServeArgs:
