@@ -137,8 +137,8 @@ def test_same_seed_same_batch_and_sharding_does_not_change_it(long_tail):
 
 def test_a_skewed_pool_gets_the_water_filled_quotas(long_tail):
     X, y, head = long_tail
-    sel = select(BalancedDropQuery(skew_floor=0.0, skew_full=0.0), X, status_from_labels(y), head)
-    predicted = head.predict(X)
+    sel = select(BalancedDropQuery(skew_floor=0.0, skew_full=0.0, prior_adjust=0.0), X, status_from_labels(y), head)
+    predicted = head.predict(X)  # the head's own classes: no logit adjustment
     assert sel.info["quota_slots"] == 12 and sel.info["pool_skew"] > 0.2
     labeled = np.bincount(predicted[y >= 0], minlength=3)
     assert np.bincount(predicted[sel.rows], minlength=3).tolist() == sel.info["quotas"]
@@ -445,5 +445,5 @@ def test_prior_adjust_widens_the_rare_classes_and_keeps_the_contract(unseen_tail
     )
     assert one.info["prior_adjusted"] and len(np.unique(one.rows)) == 12 and (status[one.rows] == 0).all()
     np.testing.assert_array_equal(np.sort(one.rows), np.sort(three.rows))
-    plain = select(BalancedDropQuery(skew_floor=0.0, skew_full=0.0), X, status, head, seed=9)
+    plain = select(BalancedDropQuery(skew_floor=0.0, skew_full=0.0, prior_adjust=0.0), X, status, head, seed=9)
     assert one.info["quotas"] != plain.info["quotas"] or set(one.rows) != set(plain.rows)

@@ -29,9 +29,14 @@ So part of the batch can be chosen over the whole unlabeled pool instead, for th
 rows near a class's boundary (BASE), the rows the head calls it most surely, nearest neighbours of its labeled rows
 (SEALS), and for classes with no labeled row the pool's smallest-margin rows or clusters of a pool sample that no
 label covers. Each shard returns its top-k per class (keyed by global row), the driver merges them and fills the slots
-round-robin, least-labeled class first. ``prior_adjust`` logit-adjusts the candidates' predicted classes (Menon et
-al. 2021) so that rows of a rare class the head calls a frequent neighbour count for the rare class. Screened on
-Fashion-MNIST at imbalance 100 (docs/results/README.md): none of these beat the defaults, so they stay off.
+round-robin, least-labeled class first. Screened on Fashion-MNIST at imbalance 100 (docs/results/README.md): none
+of these beat the defaults, so they stay off.
+
+``prior_adjust`` (1.0 by default) logit-adjusts the candidates' predicted classes (Menon et al. 2021) before the
+quotas share them out, so that rows of a rare class the head calls a frequent neighbour count for the rare class.
+With the head that standardizes with the pool's statistics it finds every class of a long-tailed pool earlier at no
+measured cost in accuracy (Fashion-MNIST, imbalance 100: every class by round 9.4 against 11.0 or later, 5 seeds,
+mean balanced accuracy 0.682 against 0.680; 25 seeds 0.675 against 0.678); a balanced pool never reaches the quotas.
 """
 
 from __future__ import annotations
@@ -325,7 +330,7 @@ class BalancedDropQuery(DropQuery):
         candidates (what finds new classes in plain DropQuery).
     coverage_clusters : int, default=100
         k-means clusters of ``discovery_unseen="coverage"`` (at most the selectable rows of its sample).
-    prior_adjust : float, default=0.0
+    prior_adjust : float, default=1.0
         Logit adjustment ``tau`` of the candidates' predicted classes used by the quotas (``adjusted_predictions``):
         ``argmax(logit - tau * log(p))`` with ``p`` the labeled counts (+1) per predicted class, normalised.
     The other parameters are DropQuery's.
@@ -361,7 +366,7 @@ class BalancedDropQuery(DropQuery):
             "candidates (no quota)",
         )
         prior_adjust: float = Field(
-            0.0,
+            1.0,
             ge=0.0,
             le=4.0,
             description="logit adjustment tau of the candidates' predicted classes in the quotas: "
@@ -385,7 +390,7 @@ class BalancedDropQuery(DropQuery):
         discovery: str = "boundary",
         discovery_unseen: str = "boundary",
         coverage_clusters: int = 100,
-        prior_adjust: float = 0.0,
+        prior_adjust: float = 1.0,
         dropout: float = 0.75,
         n_passes: int = 3,
         candidate_factor: float = 25,
