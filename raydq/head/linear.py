@@ -117,7 +117,7 @@ class LinearHead:
         (the whole pool's), else those of ``X``. ``"batch"``: the paper's BatchNorm1d(affine=False) in training
         mode, batch statistics of the dropped-out labeled rows, running averages at inference.
     random_state : None, int or numpy Generator
-        Seeds weight init and dropout masks.
+        Seeds the dropout masks (the weights start at zero).
 
     Attributes
     ----------
@@ -127,7 +127,7 @@ class LinearHead:
     running_mean_, running_var_ : ndarray of shape (n_features_in_,)
         The standardization used at inference (the pool's statistics, or BatchNorm's running averages).
     coef_ : ndarray of shape (n_classes, n_features_in_), intercept_ : ndarray of shape (n_classes,)
-        The Linear layer (applied to the BatchNorm output).
+        The Linear layer (applied to the standardized input, ``transform(X)``).
 
     Examples
     --------
@@ -182,10 +182,7 @@ class LinearHead:
         reserved = sorted({"n_classes", "random_state"} & set(params))
         if reserved:
             raise ValueError(f"{reserved} must not be set: they are set for every fit")
-        unknown = sorted(set(params) - set(init_params(cls(2))))
-        if unknown:
-            raise ValueError(f"unknown LinearHead parameters {unknown}")
-        cls(2, **params)._validate_params()
+        cls(2).set_params(**params)._validate_params()  # set_params names an unknown parameter
         return params
 
     def _validate_params(self) -> None:

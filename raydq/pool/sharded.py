@@ -217,7 +217,7 @@ class ShardedPool:
         """Per-feature moments of every row of the pool (what the head standardizes with), summed over the shards;
         kept until the store changes."""
         shard_set = self._set
-        key = (self.store_version, self.generation, shard_set.n_rows)
+        key = (self.store_version, shard_set.n_rows)  # a rewrite or an append changes the version
         cached = self._moments
         if cached is not None and cached[0] == key:
             return cached[1]
